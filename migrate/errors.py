@@ -1,0 +1,87 @@
+"""The exception tree of cognito-bulk-migrate.
+
+Only job-wide problems are exceptions. A problem with one user (a bad value, a
+user that does not exist, a permanent API error) is data: an outcome in the
+ledger and the report, never an exception that unwinds the run.
+
+    MigrateError                 root; the CLI turns any of these into a message
+    ├── ConfigError              bad options or files given by the user (exit 2)
+    │   ├── MappingError         the TOML mapping file is wrong
+    │   ├── SchemaError          the pool schema file is not DescribeUserPool output
+    │   └── SourceError          the input file cannot be read as promised
+    ├── CheckpointError          the job ledger is unusable (exit 2)
+    └── FatalError               job-wide failure during a run: stop everything (exit 3)
+
+`RetryableError` is raised by the Cognito adapter for one call and handled by the
+executor's retry loop; it never escapes a run.
+"""
+
+from __future__ import annotations
+
+
+class MigrateError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class ConfigError(MigrateError):
+    """The user's options or files are wrong; nothing has been sent."""
+
+
+class MappingError(ConfigError):
+    """The mapping file is invalid (syntax, unknown key, unknown attribute...)."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        self.path = path
+        super().__init__(f"{path}: {message}" if path else message)
+
+
+class SchemaError(ConfigError):
+    """The pool schema cannot be loaded or is not DescribeUserPool output."""
+
+
+class SourceError(ConfigError):
+    """The input file cannot be read; names the file and, where known, row and column."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str,
+        row: int | None = None,
+        column: str | None = None,
+    ) -> None:
+        self.path = path
+        self.row = row
+        self.column = column
+        where = path
+        if row is not None:
+            where += f", row {row}"
+        if column is not None:
+            where += f", column {column!r}"
+        super().__init__(f"{where}: {message}")
+
+
+class CheckpointError(MigrateError):
+    """The job ledger cannot be used (corrupt, locked, wrong fingerprint...)."""
+
+
+class FatalError(MigrateError):
+    """A job-wide failure: every later call would fail too, so the run stops.
+
+    The job stays resumable: rows not yet sent are recorded as not_attempted.
+    """
+
+    def __init__(self, message: str, *, aws_error_code: str | None = None) -> None:
+        self.aws_error_code = aws_error_code
+        super().__init__(message)
+
+
+class RetryableError(MigrateError):
+    """One call failed in a way that may succeed later (throttling, 5xx, network)."""
+
+    def __init__(
+        self, message: str, *, aws_error_code: str, throttled: bool = False
+    ) -> None:
+        self.aws_error_code = aws_error_code
+        self.throttled = throttled
+        super().__init__(message)

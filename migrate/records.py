@@ -1,0 +1,134 @@
+"""Plain data passed between the stages: statuses, column names, work items, outcomes.
+
+Frames flow through the pipeline with reserved column names, all starting with
+``__`` (for bookkeeping) or a sigil (for per-attribute columns) so they can never
+clash with a column of the user's input file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    """Final status of one input row, as written to the report."""
+
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+    SKIPPED = "skipped"
+    WOULD_UPDATE = "would_update"
+    INVALID = "invalid"
+    FAILED = "failed"
+    FAILED_RETRYABLE = "failed_retryable"
+    NOT_ATTEMPTED = "not_attempted"
+
+
+#: Statuses that count as "ended well" for the exit code.
+OK_STATUSES: frozenset[Status] = frozenset(
+    {Status.UPDATED, Status.UNCHANGED, Status.SKIPPED, Status.WOULD_UPDATE}
+)
+
+#: Columns of the per-user report, in order (DESIGN.md, "The per-user report").
+REPORT_COLUMNS: tuple[str, ...] = (
+    "row",
+    "user",
+    "username",
+    "status",
+    "changed",
+    "deleted",
+    "error_code",
+    "error_message",
+    "attempts",
+    "finished_at",
+    "delivery",
+)
+
+# --- reserved frame columns -------------------------------------------------
+#: 1-based data row number in the input file (header not counted).
+ROW = "__row"
+#: The user key exactly as given in the input (after the key column's strip).
+USER = "__user"
+#: The access token (api = "token" only). Never written anywhere.
+TOKEN = "__token"
+#: First problem code of an invalid row (null when the row is valid).
+ERROR_CODE = "__error_code"
+#: All problems of an invalid row, human readable, "; "-separated.
+ERROR_MESSAGE = "__error_message"
+#: Attributes to delete for this row (list[str]), after the blank policy.
+DELETES = "__deletes"
+#: Status assigned by planning (a Status value as a string).
+STATUS = "__status"
+
+
+def value_col(attribute: str) -> str:
+    """Frame column holding the value to send for ``attribute`` (null = blank)."""
+    return f"@{attribute}"
+
+
+def problem_col(attribute: str) -> str:
+    """Frame column holding a transform problem for ``attribute`` (null = fine)."""
+    return f"!{attribute}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkItem:
+    """One user's planned change: what to set and what to delete."""
+
+    row: int
+    user: str
+    set_attributes: dict[str, str] = field(default_factory=dict)
+    delete_attributes: tuple[str, ...] = ()
+    # Held in memory only; repr=False keeps it out of logs and tracebacks.
+    token: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Outcome:
+    """What happened to one input row; one per row ends up in the report."""
+
+    row: int
+    user: str
+    status: Status
+    username: str | None = None
+    changed: tuple[str, ...] = ()
+    deleted: tuple[str, ...] = ()
+    error_code: str | None = None
+    error_message: str | None = None
+    attempts: int = 0
+    finished_at: str | None = None
+    delivery: str | None = None
+
+
+#: Cognito's standard (OIDC) attributes plus the ones every pool has. Custom
+#: attributes must be written with a ``custom:`` or ``dev:custom:`` prefix.
+STANDARD_ATTRIBUTES: frozenset[str] = frozenset(
+    {
+        "address",
+        "birthdate",
+        "email",
+        "email_verified",
+        "family_name",
+        "gender",
+        "given_name",
+        "identities",
+        "locale",
+        "middle_name",
+        "name",
+        "nickname",
+        "phone_number",
+        "phone_number_verified",
+        "picture",
+        "preferred_username",
+        "profile",
+        "sub",
+        "updated_at",
+        "website",
+        "zoneinfo",
+    }
+)
+
+#: Longest attribute name the API accepts (AttributeNameType).
+MAX_ATTRIBUTE_NAME = 32
+#: Longest attribute value the API accepts (AttributeValueType).
+MAX_ATTRIBUTE_VALUE = 2048
