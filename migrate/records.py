@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Literal
 
 
 class Status(StrEnum):
@@ -132,3 +133,25 @@ STANDARD_ATTRIBUTES: frozenset[str] = frozenset(
 MAX_ATTRIBUTE_NAME = 32
 #: Longest attribute value the API accepts (AttributeValueType).
 MAX_ATTRIBUTE_VALUE = 2048
+
+
+ErrorKind = Literal["retryable", "user", "fatal"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallError:
+    """Why one API call failed, already classified for the executor."""
+
+    code: str
+    message: str
+    kind: ErrorKind
+    throttled: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallResult:
+    """The result of one API call: an error, or success with delivery details."""
+
+    error: CallError | None = None
+    #: Where Cognito sent a verification code (masked, as returned), if it did.
+    delivery: str | None = None

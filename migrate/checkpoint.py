@@ -1,0 +1,530 @@
+"""The job ledger: one SQLite file per job, one final outcome per input row.
+
+The ledger is what makes a job resumable. It records the job's fingerprint (what
+input, mapping, pool and options it was made for) and, for every input row that
+has reached a status, that status. Rows sent but not yet committed when a
+process dies are simply absent, so a resume sends them again (updates are
+idempotent). Access tokens are never stored.
+
+Writes come from one thread only (the run's coordinator) and are committed in
+batches; WAL mode lets ``status`` and ``report`` read while a run writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from migrate.errors import CheckpointError, FatalError
+from migrate.records import Outcome, Status
+
+#: Version of the ledger's layout; bump with a migration in _MIGRATIONS.
+LEDGER_VERSION = 1
+#: Commit at least this often (outcomes) ...
+COMMIT_EVERY = 1000
+#: ... or this often (seconds), whichever comes first.
+COMMIT_INTERVAL = 0.5
+
+#: Statuses a resume does not send again.
+FINAL_STATUSES: frozenset[str] = frozenset(
+    {
+        Status.UPDATED,
+        Status.UNCHANGED,
+        Status.SKIPPED,
+        Status.INVALID,
+        Status.FAILED,
+        Status.WOULD_UPDATE,
+    }
+)
+
+_MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE job (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE outcomes (
+        row           INTEGER PRIMARY KEY,
+        user          TEXT,
+        username      TEXT,
+        status        TEXT NOT NULL,
+        changed       TEXT NOT NULL DEFAULT '[]',
+        deleted       TEXT NOT NULL DEFAULT '[]',
+        error_code    TEXT,
+        error_message TEXT,
+        attempts      INTEGER NOT NULL DEFAULT 0,
+        finished_at   TEXT,
+        delivery      TEXT,
+        recorded      REAL NOT NULL
+    );
+    CREATE INDEX outcomes_status ON outcomes(status);
+    CREATE TABLE runs (
+        id         INTEGER PRIMARY KEY,
+        started_at REAL NOT NULL,
+        ended_at   REAL,
+        pid        INTEGER NOT NULL,
+        command    TEXT NOT NULL,
+        result     TEXT
+    );
+    """,
+}
+
+_OUTCOME_COLUMNS = (
+    "row",
+    "user",
+    "username",
+    "status",
+    "changed",
+    "deleted",
+    "error_code",
+    "error_message",
+    "attempts",
+    "finished_at",
+    "delivery",
+    "recorded",
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Fingerprint:
+    """What a job was made for; a resume must match every part."""
+
+    input_sha256: str
+    mapping_sha256: str
+    pool: str
+    options: str
+
+    def as_dict(self) -> dict[str, str]:
+        """The parts as stored in the ledger."""
+        return {
+            "input_sha256": self.input_sha256,
+            "mapping_sha256": self.mapping_sha256,
+            "pool": self.pool,
+            "options": self.options,
+        }
+
+
+_PART_NAMES = {
+    "input_sha256": "the input file's content",
+    "mapping_sha256": "the mapping file's content",
+    "pool": "the user pool",
+    "options": "the options that change what is sent",
+}
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file, streamed."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def make_fingerprint(
+    *, input_path: Path, mapping_path: Path, pool: str, options: Mapping[str, Any]
+) -> Fingerprint:
+    """Fingerprint of a job from its files, pool and send-relevant options."""
+    return Fingerprint(
+        input_sha256=file_sha256(input_path),
+        mapping_sha256=file_sha256(mapping_path),
+        pool=pool,
+        options=json.dumps(dict(options), sort_keys=True),
+    )
+
+
+def _create_private(path: Path) -> None:
+    """Create an empty file readable by the owner only (before SQLite opens it)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except PermissionError as error:
+        raise CheckpointError(
+            f"cannot create the job file {path}: permission denied; pass --job "
+            "with a path in a writable directory"
+        ) from error
+    except FileNotFoundError as error:
+        raise CheckpointError(
+            f"cannot create the job file {path}: the directory does not exist"
+        ) from error
+    os.close(fd)
+
+
+class Ledger:
+    """An open job ledger. Use ``Ledger.create`` or ``Ledger.open``."""
+
+    def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
+        self.path = path
+        self._db = connection
+        self._pending: list[tuple[Any, ...]] = []
+        self._last_commit = time.monotonic()
+        self._lock_handle: IO[str] | None = None
+        self._run_id: int | None = None
+
+    # --- opening ------------------------------------------------------------
+
+    @classmethod
+    def create(cls, path: str | Path, fingerprint: Fingerprint, **info: str) -> Ledger:
+        """Create a new ledger; refuses to overwrite an existing job file."""
+        path = Path(path)
+        if path.exists() and path.stat().st_size > 0:
+            raise CheckpointError(f"job file {path} already exists")
+        _create_private(path)
+        ledger = cls(path, _connect(path))
+        try:
+            ledger._migrate()
+            with ledger._db:
+                ledger._db.executemany(
+                    "INSERT INTO job(key, value) VALUES (?, ?)",
+                    [*fingerprint.as_dict().items(), *info.items()],
+                )
+        except sqlite3.Error as error:
+            ledger.close()
+            raise _ledger_error(path, error) from error
+        return ledger
+
+    @classmethod
+    def open(cls, path: str | Path) -> Ledger:
+        """Open an existing ledger (for resume, status, report)."""
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointError(
+                f"job file {path} not found; `cognito-migrate run` prints the job "
+                "file it creates"
+            )
+        ledger = cls(path, _connect(path))
+        try:
+            ledger._check_version()
+            ledger._check_integrity()
+            ledger.info()
+        except sqlite3.Error as error:
+            ledger.close()
+            raise _ledger_error(path, error) from error
+        except CheckpointError:
+            ledger.close()
+            raise
+        return ledger
+
+    def _migrate(self) -> None:
+        current = self._db.execute("PRAGMA user_version").fetchone()[0]
+        for version in range(current + 1, LEDGER_VERSION + 1):
+            with self._db:
+                self._db.executescript(_MIGRATIONS[version])
+                self._db.execute(f"PRAGMA user_version = {version}")
+
+    def _check_version(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version == 0:
+            raise CheckpointError(
+                f"{self.path} is not a cognito-migrate job file (no ledger in it)"
+            )
+        if version > LEDGER_VERSION:
+            raise CheckpointError(
+                f"{self.path} was written by a newer cognito-migrate (ledger version "
+                f"{version}; this one reads up to {LEDGER_VERSION}): upgrade "
+                "cognito-bulk-migrate to resume it"
+            )
+        if version < LEDGER_VERSION:
+            self._migrate()
+
+    def _check_integrity(self) -> None:
+        problems = [r[0] for r in self._db.execute("PRAGMA quick_check(5)")]
+        if problems != ["ok"]:
+            raise CheckpointError(
+                f"{self.path} is not a cognito-migrate job file, or it is corrupt "
+                f"({'; '.join(problems)})"
+            )
+
+    # --- job info -------------------------------------------------------------
+
+    def info(self) -> dict[str, str]:
+        """Everything in the job table (fingerprint and descriptive fields)."""
+        rows = self._db.execute("SELECT key, value FROM job").fetchall()
+        return {key: value for key, value in rows}
+
+    def check_fingerprint(self, fingerprint: Fingerprint) -> None:
+        """Refuse to continue a job with different input, mapping, pool or options."""
+        stored = self.info()
+        changed = [
+            _PART_NAMES[key]
+            for key, value in fingerprint.as_dict().items()
+            if stored.get(key) != value
+        ]
+        if changed:
+            raise CheckpointError(
+                f"job file {self.path} was made for a different job: "
+                + ", ".join(changed)
+                + " changed since. Resume with the same files and options, or "
+                "start a new job with another --job file"
+            )
+
+    # --- locking ----------------------------------------------------------------
+
+    def lock(self) -> None:
+        """Take the job for this process; refuse if another process holds it."""
+        lock_path = Path(f"{self.path}.lock")
+        handle = open(lock_path, "a+")  # noqa: SIM115 - held for the whole run
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise CheckpointError(
+                f"job {self.path} is being run by {holder}; wait for it to finish "
+                "or stop it first (two processes on one job would send twice)"
+            ) from error
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()}")
+        handle.flush()
+        self._lock_handle = handle
+
+    def holder(self) -> str | None:
+        """Who holds the job right now, or None when no process runs it."""
+        lock_path = Path(f"{self.path}.lock")
+        if not lock_path.exists():
+            return None
+        with open(lock_path) as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError:
+                return handle.read().strip() or "another process"
+            fcntl.flock(handle, fcntl.LOCK_UN)
+        return None
+
+    # --- runs -------------------------------------------------------------------
+
+    def start_run(self, command: str) -> None:
+        """Record that a run (or resume) started now."""
+        with self._writing():
+            cursor = self._db.execute(
+                "INSERT INTO runs(started_at, pid, command) VALUES (?, ?, ?)",
+                (time.time(), os.getpid(), command),
+            )
+            self._run_id = cursor.lastrowid
+
+    def end_run(self, result: str) -> None:
+        """Record how the current run ended."""
+        self.flush()
+        if self._run_id is None:
+            return
+        with self._writing():
+            self._db.execute(
+                "UPDATE runs SET ended_at = ?, result = ? WHERE id = ?",
+                (time.time(), result, self._run_id),
+            )
+
+    def runs(self) -> list[dict[str, Any]]:
+        """Every run of this job, oldest first."""
+        cursor = self._db.execute(
+            "SELECT id, started_at, ended_at, pid, command, result "
+            "FROM runs ORDER BY id"
+        )
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    # --- outcomes -----------------------------------------------------------------
+
+    def record(self, outcome: Outcome) -> None:
+        """Queue one outcome; committed in batches (see COMMIT_EVERY)."""
+        self._pending.append(_outcome_row(outcome))
+        if (
+            len(self._pending) >= COMMIT_EVERY
+            or time.monotonic() - self._last_commit >= COMMIT_INTERVAL
+        ):
+            self.flush()
+
+    def record_many(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        """Write outcome tuples (in _OUTCOME_COLUMNS order) and commit."""
+        self.flush()
+        with self._writing():
+            self._db.executemany(_UPSERT, rows)
+
+    def flush(self) -> None:
+        """Commit every queued outcome."""
+        if self._pending:
+            rows, self._pending = self._pending, []
+            with self._writing():
+                self._db.executemany(_UPSERT, rows)
+        self._last_commit = time.monotonic()
+
+    def done_rows(self, *, retry_failed: bool = False) -> list[int]:
+        """Row numbers a resume must not send again."""
+        final = set(FINAL_STATUSES)
+        if retry_failed:
+            final.discard(Status.FAILED)
+        marks = ",".join("?" * len(final))
+        cursor = self._db.execute(
+            f"SELECT row FROM outcomes WHERE status IN ({marks})", sorted(final)
+        )
+        return [row for (row,) in cursor]
+
+    def counts(self) -> dict[str, int]:
+        """Rows by status."""
+        cursor = self._db.execute("SELECT status, COUNT(*) FROM outcomes GROUP BY 1")
+        return {status: count for status, count in cursor}
+
+    def error_counts(self) -> dict[str, int]:
+        """Rows by error code, for rows that have one."""
+        cursor = self._db.execute(
+            "SELECT error_code, COUNT(*) FROM outcomes WHERE error_code IS NOT NULL "
+            "GROUP BY 1 ORDER BY 2 DESC"
+        )
+        return {code: count for code, count in cursor}
+
+    def activity(self) -> tuple[float | None, float | None, int]:
+        """(first, last) time an outcome of a sent row was recorded, and how many.
+
+        Only rows that reached Cognito count, so the rate shown by ``status`` is
+        the achieved request rate, not the speed of skipping invalid rows.
+        """
+        row = self._db.execute(
+            "SELECT MIN(recorded), MAX(recorded), COUNT(*) FROM outcomes "
+            "WHERE attempts > 0"
+        ).fetchone()
+        return row[0], row[1], row[2]
+
+    def outcomes(self, *, first_row: int, last_row: int) -> Iterator[tuple[Any, ...]]:
+        """Stored outcomes of rows first_row..last_row, in row order."""
+        cursor = self._db.execute(
+            f"SELECT {', '.join(_OUTCOME_COLUMNS[:-1])} FROM outcomes "
+            "WHERE row BETWEEN ? AND ? ORDER BY row",
+            (first_row, last_row),
+        )
+        yield from cursor
+
+    # --- closing ----------------------------------------------------------------
+
+    def close(self) -> None:
+        """Flush, release the lock and close the database."""
+        try:
+            if self._pending:
+                self.flush()
+        finally:
+            self._db.close()
+            if self._lock_handle is not None:
+                with contextlib.suppress(OSError):
+                    fcntl.flock(self._lock_handle, fcntl.LOCK_UN)
+                self._lock_handle.close()
+                self._lock_handle = None
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        try:
+            with self._db:
+                yield
+        except sqlite3.Error as error:
+            raise _write_error(self.path, error) from error
+
+
+_UPSERT = (
+    f"INSERT OR REPLACE INTO outcomes({', '.join(_OUTCOME_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(_OUTCOME_COLUMNS))})"
+)
+
+
+def _outcome_row(outcome: Outcome) -> tuple[Any, ...]:
+    return (
+        outcome.row,
+        outcome.user,
+        outcome.username,
+        outcome.status.value,
+        json.dumps(list(outcome.changed)),
+        json.dumps(list(outcome.deleted)),
+        outcome.error_code,
+        outcome.error_message,
+        outcome.attempts,
+        outcome.finished_at,
+        outcome.delivery,
+        time.time(),
+    )
+
+
+def outcome_rows(
+    rows: Sequence[int],
+    users: Sequence[str | None],
+    usernames: Sequence[str | None],
+    statuses: Sequence[str],
+    changed: Sequence[Sequence[str]],
+    deleted: Sequence[Sequence[str]],
+    codes: Sequence[str | None],
+    messages: Sequence[str | None],
+    finished_at: str,
+) -> Iterator[tuple[Any, ...]]:
+    """Outcome tuples for rows decided without a call (invalid, skipped)."""
+    now = time.time()
+    for i, row in enumerate(rows):
+        yield (
+            row,
+            users[i],
+            usernames[i],
+            statuses[i],
+            json.dumps(list(changed[i])),
+            json.dumps(list(deleted[i])),
+            codes[i],
+            messages[i],
+            0,
+            finished_at,
+            None,
+            now,
+        )
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    try:
+        db = sqlite3.connect(path, isolation_level="DEFERRED", check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode survives a process crash (not a power cut); FULL
+        # would fsync every batch for no benefit to a resumable job.
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA busy_timeout=5000")
+    except sqlite3.Error as error:
+        raise _ledger_error(path, error) from error
+    return db
+
+
+def _ledger_error(path: Path, error: sqlite3.Error) -> CheckpointError:
+    text = str(error)
+    if "file is not a database" in text or "malformed" in text:
+        return CheckpointError(
+            f"{path} is not a cognito-migrate job file, or it is corrupt ({text})"
+        )
+    if "readonly" in text or "unable to open" in text:
+        return CheckpointError(
+            f"cannot open the job file {path} for writing ({text}); check the "
+            "directory's permissions or pass --job with another path"
+        )
+    return CheckpointError(f"job file {path}: {text}")
+
+
+def _write_error(path: Path, error: sqlite3.Error) -> FatalError:
+    text = str(error)
+    if "full" in text or getattr(error, "sqlite_errorcode", None) == 13:
+        why = "the disk is full; free some space"
+    elif isinstance(error, sqlite3.OperationalError) and "readonly" in text:
+        why = "it became read-only; restore write access"
+    else:
+        why = f"SQLite said: {text}"
+    return FatalError(
+        f"cannot write the job ledger {path}: {why}, then run "
+        f"`cognito-migrate resume {path}`",
+        aws_error_code=errno.errorcode.get(errno.ENOSPC) if "full" in text else None,
+    )

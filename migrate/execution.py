@@ -1,0 +1,311 @@
+"""The bounded worker pool that sends work items to Cognito.
+
+One coordinator (the calling thread) pulls work items, keeps at most a bounded
+number in flight, and receives every outcome; worker threads make the calls.
+Every attempt, first or retry, takes a token from one shared, adaptive token
+bucket, so the configured rate holds for the whole job and throttling slows it
+down instead of failing rows.
+
+Stopping: the first job-wide (fatal) error, an exception from the outcome
+consumer, or Ctrl-C sets one stop flag. Nothing new is dispatched, calls already
+on the wire finish and their outcomes are delivered, queued items come back as
+``not_attempted``. Items never pulled from the iterator get no outcome here: the
+caller knows them as not attempted.
+"""
+
+from __future__ import annotations
+
+import random as _random
+import re
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Protocol
+
+from migrate.errors import ConfigError, FatalError
+from migrate.ratelimit import AdaptiveRate, Clock, SystemClock, TokenBucket
+from migrate.records import CallResult, Outcome, Status, WorkItem
+from migrate.retry import RetryPolicy
+
+#: Default requests/s: well below the 25/s UserUpdate quota, which the account's
+#: production traffic shares.
+DEFAULT_RATE = 10.0
+#: Above this, warn: little of the quota would be left for production.
+RATE_WARNING = 20.0
+#: The account-wide UserUpdate quota (requests/s, not adjustable).
+USER_UPDATE_QUOTA = 25.0
+DEFAULT_CONCURRENCY = 8
+DEFAULT_MAX_ATTEMPTS = 8
+#: Identical per-user errors in a row that mean "every row will fail": a broken
+#: mapping or Lambda trigger. Stop instead of spending the quota on them.
+DEFAULT_MAX_CONSECUTIVE_ERRORS = 50
+#: Granularity of interruptible waits (seconds).
+_TICK = 0.1
+
+
+class UserPoolClient(Protocol):
+    """What the executor needs from Cognito: one call per kind of change."""
+
+    def update(self, item: WorkItem) -> CallResult:
+        """Set ``item.set_attributes`` on the user."""
+
+    def delete(self, item: WorkItem) -> CallResult:
+        """Delete ``item.delete_attributes`` from the user."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExecutionConfig:
+    """How fast and how hard to try."""
+
+    rate: float = DEFAULT_RATE
+    burst: float = 1.0
+    concurrency: int = DEFAULT_CONCURRENCY
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    max_consecutive_errors: int = DEFAULT_MAX_CONSECUTIVE_ERRORS
+
+    def __post_init__(self) -> None:
+        if not self.rate > 0:
+            raise ConfigError(f"--rate must be above 0 requests/s, not {self.rate}")
+        if self.burst < 1:
+            raise ConfigError(f"burst must be at least 1, not {self.burst}")
+        if self.concurrency < 1:
+            raise ConfigError(
+                f"--concurrency must be at least 1, not {self.concurrency}"
+            )
+        if self.max_attempts < 1:
+            raise ConfigError(
+                f"--max-attempts must be at least 1, not {self.max_attempts}"
+            )
+        if self.max_consecutive_errors < 0:
+            raise ConfigError("max consecutive errors must be 0 (off) or more")
+
+
+@dataclass(kw_only=True)
+class ExecutionStats:
+    """Counters of one execution, read by progress displays while it runs."""
+
+    calls: int = 0
+    throttled: int = 0
+    retries: int = 0
+    statuses: Counter[Status] = field(default_factory=Counter)
+    stopped_by: FatalError | None = None
+    interrupted: bool = False
+
+    @property
+    def stopped(self) -> bool:
+        """True when the run ended before every item was sent."""
+        return self.stopped_by is not None or self.interrupted
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+_DIGITS = re.compile(r"\d+")
+
+
+class Executor:
+    """Sends work items through a bounded pool; see the module docstring."""
+
+    def __init__(
+        self,
+        pool: UserPoolClient,
+        config: ExecutionConfig,
+        *,
+        clock: Clock | None = None,
+        random: Callable[[], float] = _random.random,
+        now: Callable[[], str] = _now,
+    ) -> None:
+        self._pool = pool
+        self._config = config
+        self._clock = clock or SystemClock()
+        self._random = random
+        self._now = now
+        self._bucket = TokenBucket(config.rate, burst=config.burst, clock=self._clock)
+        self.adaptive = AdaptiveRate(
+            self._bucket, ceiling=config.rate, clock=self._clock
+        )
+        self._policy = RetryPolicy(max_attempts=config.max_attempts)
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._streak: tuple[str, int] = ("", 0)
+        self.stats = ExecutionStats()
+
+    # --- coordinator (calling thread) -------------------------------------
+
+    def run(
+        self, items: Iterable[WorkItem], on_outcome: Callable[[Outcome], None]
+    ) -> ExecutionStats:
+        """Send every item; call ``on_outcome`` in this thread for each result.
+
+        Returns when all items are done or the run stopped (see ``stats``).
+        A KeyboardInterrupt stops the run cleanly (in-flight calls finish and
+        are delivered), then propagates; a second one propagates at once.
+        """
+        limit = self._config.concurrency * 2
+        executor = ThreadPoolExecutor(
+            max_workers=self._config.concurrency, thread_name_prefix="migrate-worker"
+        )
+        in_flight: set[Future[Outcome]] = set()
+        try:
+            for item in items:
+                if self._stop.is_set():
+                    break
+                while len(in_flight) >= limit:
+                    in_flight = self._deliver_some(in_flight, on_outcome)
+                in_flight.add(executor.submit(self._process, item))
+            while in_flight:
+                in_flight = self._deliver_some(in_flight, on_outcome)
+        except KeyboardInterrupt:
+            self.stats.interrupted = True
+            self._stop.set()
+            self._drain(in_flight, on_outcome)
+            executor.shutdown(wait=True)
+            raise
+        except BaseException:
+            self._stop.set()
+            executor.shutdown(wait=True, cancel_futures=True)
+            raise
+        executor.shutdown(wait=True)
+        return self.stats
+
+    def stop(self, error: FatalError | None = None) -> None:
+        """Stop dispatching (thread-safe); ``error`` says why, first one wins."""
+        with self._lock:
+            if error is not None and self.stats.stopped_by is None:
+                self.stats.stopped_by = error
+        self._stop.set()
+
+    def _deliver_some(
+        self, in_flight: set[Future[Outcome]], on_outcome: Callable[[Outcome], None]
+    ) -> set[Future[Outcome]]:
+        done, pending = wait(in_flight, return_when=FIRST_COMPLETED)
+        for future in done:
+            self._deliver(future.result(), on_outcome)
+        return pending
+
+    def _drain(
+        self, in_flight: set[Future[Outcome]], on_outcome: Callable[[Outcome], None]
+    ) -> None:
+        while in_flight:
+            in_flight = self._deliver_some(in_flight, on_outcome)
+
+    def _deliver(self, outcome: Outcome, on_outcome: Callable[[Outcome], None]) -> None:
+        with self._lock:
+            self.stats.statuses[outcome.status] += 1
+        on_outcome(outcome)
+        self._watch_streak(outcome)
+
+    def _watch_streak(self, outcome: Outcome) -> None:
+        limit = self._config.max_consecutive_errors
+        if not limit:
+            return
+        if outcome.status not in (Status.FAILED, Status.FAILED_RETRYABLE):
+            self._streak = ("", 0)
+            return
+        # Numbers in messages (row, ids) differ between users of one cause.
+        key = f"{outcome.error_code}: {_DIGITS.sub('#', outcome.error_message or '')}"
+        count = self._streak[1] + 1 if key == self._streak[0] else 1
+        self._streak = (key, count)
+        if count >= limit:
+            self.stop(
+                FatalError(
+                    f"the last {count} users all failed the same way "
+                    f"({outcome.error_code}: {outcome.error_message}); the mapping "
+                    "or a Lambda trigger is probably wrong. Fix it, then resume "
+                    "with --retry-failed",
+                    aws_error_code=outcome.error_code,
+                )
+            )
+
+    # --- workers ------------------------------------------------------------
+
+    def _process(self, item: WorkItem) -> Outcome:
+        changed = tuple(item.set_attributes)
+        deleted = item.delete_attributes
+        base = Outcome(row=item.row, user=item.user, status=Status.NOT_ATTEMPTED)
+        if self._stop.is_set():
+            return base
+        calls: list[Callable[[WorkItem], CallResult]] = []
+        if changed:
+            calls.append(self._pool.update)
+        if deleted:
+            calls.append(self._pool.delete)
+        attempts = 0
+        delivery: str | None = None
+        for call in calls:
+            result, made = self._call(call, item)
+            attempts += made
+            if result is None:
+                return replace(base, attempts=attempts)
+            error = result.error
+            if error is not None:
+                if error.kind == "fatal":
+                    self.stop(FatalError(error.message, aws_error_code=error.code))
+                    status = Status.NOT_ATTEMPTED
+                elif error.kind == "retryable":
+                    status = Status.FAILED_RETRYABLE
+                else:
+                    status = Status.FAILED
+                return replace(
+                    base,
+                    status=status,
+                    attempts=attempts,
+                    error_code=error.code,
+                    error_message=error.message,
+                    finished_at=self._now(),
+                )
+            delivery = result.delivery or delivery
+        return replace(
+            base,
+            status=Status.UPDATED,
+            username=item.user,
+            changed=changed,
+            deleted=deleted,
+            attempts=attempts,
+            finished_at=self._now(),
+            delivery=delivery,
+        )
+
+    def _call(
+        self, call: Callable[[WorkItem], CallResult], item: WorkItem
+    ) -> tuple[CallResult | None, int]:
+        """One call with retries; None when the run stopped before it succeeded."""
+        attempt = 0
+        while True:
+            if not self._bucket.acquire(cancelled=self._stop.is_set):
+                return None, attempt
+            attempt += 1
+            result = call(item)
+            error = result.error
+            with self._lock:
+                self.stats.calls += 1
+                if error is not None and error.throttled:
+                    self.stats.throttled += 1
+            if error is None:
+                self.adaptive.on_success()
+                return result, attempt
+            if error.kind != "retryable":
+                return result, attempt
+            if error.throttled:
+                self.adaptive.on_throttle()
+            if not self._policy.should_retry(attempt):
+                return result, attempt
+            with self._lock:
+                self.stats.retries += 1
+            if not self._pause(self._policy.backoff(attempt, random=self._random)):
+                return None, attempt
+
+    def _pause(self, seconds: float) -> bool:
+        """Sleep, waking early when the run stops; False if it stopped."""
+        remaining = seconds
+        while remaining > 0:
+            if self._stop.is_set():
+                return False
+            step = min(remaining, _TICK)
+            self._clock.sleep(step)
+            remaining -= step
+        return not self._stop.is_set()

@@ -1,0 +1,236 @@
+"""The SQLite job ledger: fingerprint, outcomes, locking, and every way it breaks."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+
+from migrate.checkpoint import LEDGER_VERSION, Fingerprint, Ledger, make_fingerprint
+from migrate.errors import CheckpointError, FatalError
+from migrate.records import Outcome, Status
+
+FP = Fingerprint(input_sha256="a" * 64, mapping_sha256="b" * 64, pool="p", options="{}")
+
+
+def outcome(row: int, status: Status = Status.UPDATED) -> Outcome:
+    return Outcome(
+        row=row,
+        user=f"u{row}",
+        username=f"u{row}",
+        status=status,
+        changed=("custom:plan",),
+        attempts=1,
+        finished_at="2026-11-26T00:00:00Z",
+    )
+
+
+def test_a_new_ledger_is_private_and_versioned(tmp_path: Path) -> None:
+    path = tmp_path / "job.sqlite"
+    with Ledger.create(path, FP, input_path="in.csv") as ledger:
+        ledger.record(outcome(1))
+        ledger.flush()
+        assert ledger.info()["input_path"] == "in.csv"
+    for name in ("job.sqlite", "job.sqlite-wal"):
+        if (tmp_path / name).exists():
+            assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600, name
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == LEDGER_VERSION
+    db.close()
+
+
+def test_outcomes_survive_reopen_and_done_rows_follow_the_rules(tmp_path: Path) -> None:
+    path = tmp_path / "job.sqlite"
+    with Ledger.create(path, FP) as ledger:
+        for row, status in enumerate(
+            [
+                Status.UPDATED,
+                Status.FAILED,
+                Status.FAILED_RETRYABLE,
+                Status.NOT_ATTEMPTED,
+                Status.INVALID,
+                Status.SKIPPED,
+            ],
+            start=1,
+        ):
+            ledger.record(outcome(row, status))
+    with Ledger.open(path) as ledger:
+        assert sorted(ledger.done_rows()) == [1, 2, 5, 6]
+        assert sorted(ledger.done_rows(retry_failed=True)) == [1, 5, 6]
+        assert ledger.counts()["updated"] == 1
+        stored = list(ledger.outcomes(first_row=1, last_row=2))
+        assert stored[0][:4] == (1, "u1", "u1", "updated")
+
+
+def test_a_later_outcome_replaces_an_earlier_one(tmp_path: Path) -> None:
+    with Ledger.create(tmp_path / "j", FP) as ledger:
+        ledger.record(outcome(7, Status.FAILED_RETRYABLE))
+        ledger.flush()
+        ledger.record(outcome(7, Status.UPDATED))
+        ledger.flush()
+        assert ledger.counts() == {"updated": 1}
+
+
+def test_access_tokens_are_not_a_column(tmp_path: Path) -> None:
+    with Ledger.create(tmp_path / "j", FP):
+        pass
+    db = sqlite3.connect(tmp_path / "j")
+    columns = [r[1] for r in db.execute("PRAGMA table_info(outcomes)")]
+    db.close()
+    assert not [c for c in columns if "token" in c.lower()]
+
+
+def test_fingerprint_mismatch_names_what_changed(tmp_path: Path) -> None:
+    path = tmp_path / "job.sqlite"
+    Ledger.create(path, FP).close()
+    other = Fingerprint(
+        input_sha256="c" * 64, mapping_sha256="b" * 64, pool="p", options='{"x": 1}'
+    )
+    with Ledger.open(path) as ledger, pytest.raises(CheckpointError) as error:
+        ledger.check_fingerprint(other)
+    assert str(error.value) == (
+        f"job file {path} was made for a different job: the input file's content, "
+        "the options that change what is sent changed since. Resume with the same "
+        "files and options, or start a new job with another --job file"
+    )
+
+
+def test_fingerprint_hashes_file_contents(tmp_path: Path) -> None:
+    a = tmp_path / "a.csv"
+    m = tmp_path / "m.toml"
+    a.write_text("x\n1\n")
+    m.write_text("[user]\n")
+    one = make_fingerprint(input_path=a, mapping_path=m, pool="p", options={})
+    a.write_text("x\n2\n")
+    two = make_fingerprint(input_path=a, mapping_path=m, pool="p", options={})
+    assert one.input_sha256 != two.input_sha256
+    assert one.mapping_sha256 == two.mapping_sha256
+
+
+def test_missing_job_file(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError) as error:
+        Ledger.open(tmp_path / "nope.sqlite")
+    assert "not found" in str(error.value)
+
+
+def test_corrupt_job_file(tmp_path: Path) -> None:
+    path = tmp_path / "job.sqlite"
+    path.write_bytes(b"this is not sqlite at all, just text" * 100)
+    with pytest.raises(CheckpointError) as error:
+        Ledger.open(path)
+    assert str(error.value).startswith(
+        f"{path} is not a cognito-migrate job file, or it is corrupt"
+    )
+
+
+def test_truncated_job_file(tmp_path: Path) -> None:
+    path = tmp_path / "job.sqlite"
+    with Ledger.create(path, FP) as ledger:
+        for row in range(1, 2000):
+            ledger.record(outcome(row))
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 3])
+    with pytest.raises(CheckpointError) as error:
+        Ledger.open(path)
+    assert str(error.value).startswith(
+        f"{path} is not a cognito-migrate job file, or it is corrupt"
+    )
+
+
+def test_a_sqlite_file_that_is_not_a_ledger(tmp_path: Path) -> None:
+    path = tmp_path / "other.sqlite"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE t(x)")
+    db.close()
+    with pytest.raises(CheckpointError) as error:
+        Ledger.open(path)
+    assert str(error.value) == (
+        f"{path} is not a cognito-migrate job file (no ledger in it)"
+    )
+
+
+def test_a_ledger_from_a_newer_version(tmp_path: Path) -> None:
+    path = tmp_path / "job.sqlite"
+    Ledger.create(path, FP).close()
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version = {LEDGER_VERSION + 1}")
+    db.close()
+    with pytest.raises(CheckpointError) as error:
+        Ledger.open(path)
+    assert str(error.value) == (
+        f"{path} was written by a newer cognito-migrate (ledger version "
+        f"{LEDGER_VERSION + 1}; this one reads up to {LEDGER_VERSION}): upgrade "
+        "cognito-bulk-migrate to resume it"
+    )
+
+
+def test_a_read_only_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Root ignores permission bits, so simulate the EACCES the kernel would give.
+    def deny(*args: object, **kwargs: object) -> int:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(os, "open", deny)
+    with pytest.raises(CheckpointError) as error:
+        Ledger.create(tmp_path / "job.sqlite", FP)
+    assert str(error.value) == (
+        f"cannot create the job file {tmp_path / 'job.sqlite'}: permission denied; "
+        "pass --job with a path in a writable directory"
+    )
+
+
+def test_a_full_disk_stops_the_job_with_a_resumable_error(tmp_path: Path) -> None:
+    path = tmp_path / "job.sqlite"
+    ledger = Ledger.create(path, FP)
+    # SQLite's own limit gives exactly the error a full disk does (SQLITE_FULL).
+    ledger._db.execute("PRAGMA max_page_count = 8")
+
+    def fill() -> None:
+        for row in range(1, 100_000):
+            ledger.record(
+                Outcome(row=row, user="x" * 200, status=Status.UPDATED, attempts=1)
+            )
+
+    with pytest.raises(FatalError) as error:
+        fill()
+    assert str(error.value) == (
+        f"cannot write the job ledger {path}: the disk is full; free some space, "
+        f"then run `cognito-migrate resume {path}`"
+    )
+    ledger._pending.clear()
+    ledger.close()
+
+
+def test_two_processes_cannot_hold_one_job(tmp_path: Path) -> None:
+    path = tmp_path / "job.sqlite"
+    Ledger.create(path, FP).close()
+    first = Ledger.open(path)
+    first.lock()
+    second = Ledger.open(path)
+    try:
+        assert second.holder() == f"process {os.getpid()}"
+        with pytest.raises(CheckpointError) as error:
+            second.lock()
+        assert str(error.value) == (
+            f"job {path} is being run by process {os.getpid()}; wait for it to "
+            "finish or stop it first (two processes on one job would send twice)"
+        )
+    finally:
+        second.close()
+        first.close()
+    with Ledger.open(path) as third:
+        assert third.holder() is None
+        third.lock()
+
+
+def test_create_refuses_an_existing_job(tmp_path: Path) -> None:
+    path = tmp_path / "job.sqlite"
+    Ledger.create(path, FP).close()
+    with pytest.raises(CheckpointError) as error:
+        Ledger.create(path, FP)
+    assert str(error.value) == f"job file {path} already exists"
