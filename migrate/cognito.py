@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Final, Literal
 
@@ -264,6 +264,9 @@ class ClientConfig:
     max_pool_connections: int = 16
     connect_timeout: float = 5
     read_timeout: float = 30
+    #: Explicit (access key, secret) pair: only for the embedded sandbox, so a
+    #: sandbox run never reads, let alone uses, the user's real credentials.
+    credentials: tuple[str, str] | None = field(default=None, repr=False)
 
 
 def make_client(config: ClientConfig) -> CognitoIdentityProviderClient:
@@ -275,7 +278,13 @@ def make_client(config: ClientConfig) -> CognitoIdentityProviderClient:
     """
     region = config.region or os.environ.get("AWS_REGION") or None
     try:
-        session = boto3.session.Session(profile_name=config.profile, region_name=region)
+        keys = config.credentials
+        session = boto3.session.Session(
+            profile_name=config.profile,
+            region_name=region,
+            aws_access_key_id=keys[0] if keys else None,
+            aws_secret_access_key=keys[1] if keys else None,
+        )
     except ProfileNotFound:
         raise ConfigError(
             f"AWS profile {config.profile!r} not found: check --profile and your "

@@ -40,7 +40,7 @@ class SchemaError(ConfigError):
 
 
 class SourceError(ConfigError):
-    """The input file cannot be read; names the file and, where known, row and column."""
+    """The input file cannot be read; names the file and, where known, row/column."""
 
     def __init__(
         self,
