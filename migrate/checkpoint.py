@@ -143,7 +143,7 @@ def make_fingerprint(
     )
 
 
-def _create_private(path: Path) -> None:
+def _create_private(path: Path, shown: Path) -> None:
     """Create an empty file readable by the owner only (before SQLite opens it)."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -151,12 +151,12 @@ def _create_private(path: Path) -> None:
         return
     except PermissionError as error:
         raise CheckpointError(
-            f"cannot create the job file {path}: permission denied; pass --job "
+            f"cannot create the job file {shown}: permission denied; pass --job "
             "with a path in a writable directory"
         ) from error
     except FileNotFoundError as error:
         raise CheckpointError(
-            f"cannot create the job file {path}: the directory does not exist"
+            f"cannot create the job file {shown}: the directory does not exist"
         ) from error
     os.close(fd)
 
@@ -178,21 +178,30 @@ class Ledger:
     def create(cls, path: str | Path, fingerprint: Fingerprint, **info: str) -> Ledger:
         """Create a new ledger; refuses to overwrite an existing job file."""
         path = Path(path)
-        if path.exists() and path.stat().st_size > 0:
+        if path.exists():
             raise CheckpointError(f"job file {path} already exists")
-        _create_private(path)
-        ledger = cls(path, _connect(path))
+        # Built under a temporary name and renamed into place, so a process
+        # killed while creating it never leaves a half-made job file behind.
+        partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+        _create_private(partial, path)
         try:
-            ledger._migrate()
-            with ledger._db:
-                ledger._db.executemany(
-                    "INSERT INTO job(key, value) VALUES (?, ?)",
-                    [*fingerprint.as_dict().items(), *info.items()],
-                )
+            db = sqlite3.connect(partial)
+            try:
+                ledger = cls(partial, db)
+                ledger._migrate()
+                with db:
+                    db.executemany(
+                        "INSERT INTO job(key, value) VALUES (?, ?)",
+                        [*fingerprint.as_dict().items(), *info.items()],
+                    )
+            finally:
+                db.close()
+            os.replace(partial, path)
         except sqlite3.Error as error:
-            ledger.close()
             raise _ledger_error(path, error) from error
-        return ledger
+        finally:
+            partial.unlink(missing_ok=True)
+        return cls(path, _connect(path))
 
     @classmethod
     def open(cls, path: str | Path) -> Ledger:

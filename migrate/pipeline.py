@@ -1,0 +1,455 @@
+"""The job, stage by stage: read -> map -> validate -> plan -> (execute) -> report.
+
+This is the library entry point the CLI calls. It owns no policy of its own: each
+stage lives in its module; this one wires them together in batches so memory
+stays flat however large the input file is.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Collection, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import polars as pl
+
+from migrate.checkpoint import Ledger, outcome_rows
+from migrate.errors import ConfigError
+from migrate.execution import ExecutionConfig, ExecutionStats, Executor, UserPoolClient
+from migrate.mapping import Mapping, load_mapping
+from migrate.planning import Planner, report_frame
+from migrate.records import ROW, TOKEN, USER, Outcome, Status, WorkItem
+from migrate.report import ReportWriter, Summary, report_input_names
+from migrate.schema import PoolSchema
+from migrate.source import Source, SourceOptions, open_source
+from migrate.validation import Validator, check_mapping, find_duplicates
+
+#: Input columns never copied into reports: their names say they hold secrets.
+SECRET_COLUMN = re.compile(r"token|secret|password|passwd|credential", re.IGNORECASE)
+
+#: How many example requests a dry run shows.
+EXAMPLE_COUNT = 3
+
+
+class Progress(Protocol):
+    """Receives progress as rows are decided; the CLI renders it."""
+
+    def on_rows(self, count: int) -> None:
+        """``count`` more input rows have a final status."""
+
+
+class NullProgress:
+    """Progress that goes nowhere (library use, --quiet)."""
+
+    def on_rows(self, count: int) -> None:
+        """Ignore progress."""
+
+
+def utc_now() -> str:
+    """The current time as ISO 8601 UTC with seconds, as the report shows it."""
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Job:
+    """Everything checked before the first row is processed."""
+
+    source: Source
+    source_options: SourceOptions
+    mapping: Mapping
+    schema: PoolSchema
+    warnings: tuple[str, ...]
+
+    @property
+    def report_input_columns(self) -> list[str]:
+        """Input columns copied into the report: all but secrets.
+
+        The mapping's token column never leaves memory; nor does any column
+        whose name says it holds a secret, even when this mapping ignores it.
+        """
+        return [
+            c
+            for c in self.source.columns
+            if c != self.mapping.token_column and not SECRET_COLUMN.search(c)
+        ]
+
+    def report_inputs(self) -> list[pl.Expr]:
+        """Expressions selecting a batch's input columns under their report names."""
+        columns = self.report_input_columns
+        return [
+            pl.col(c).alias(n)
+            for c, n in zip(columns, report_input_names(columns), strict=True)
+        ]
+
+
+def prepare(
+    input_path: str | Path,
+    mapping_path: str | Path,
+    schema: PoolSchema,
+    *,
+    source_options: SourceOptions | None = None,
+) -> Job:
+    """Load and cross-check input, mapping and schema; raises ConfigError subclasses."""
+    source_options = source_options or SourceOptions()
+    mapping = load_mapping(mapping_path)
+    source = open_source(input_path, source_options)
+    mapping.check_columns(source.columns, source=str(source.path))
+    warnings = check_mapping(mapping, schema)
+    return Job(
+        source=source,
+        source_options=source_options,
+        mapping=mapping,
+        schema=schema,
+        warnings=tuple(warnings),
+    )
+
+
+@dataclass(kw_only=True)
+class DryRunResult:
+    """What a dry run or validation found."""
+
+    summary: Summary
+    examples: list[WorkItem] = field(default_factory=list)
+    report_path: Path | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every row ended well, 1 when some are invalid."""
+        return 0 if self.summary.all_ok else 1
+
+
+def dry_run(
+    job: Job,
+    *,
+    report_path: str | Path | None,
+    progress: Progress | None = None,
+    now: Callable[[], str] = utc_now,
+) -> DryRunResult:
+    """Everything but the writes: every row gets would_update, skipped or invalid."""
+    progress = progress or NullProgress()
+    validator = _validator(job)
+    planner = Planner(mapping=job.mapping)
+    summary = Summary(warnings=list(job.warnings))
+    examples: list[WorkItem] = []
+    writer = (
+        ReportWriter(report_path, input_columns=job.report_input_columns)
+        if report_path is not None
+        else None
+    )
+    try:
+        for batch in job.source.batches():
+            planned = planner.plan(
+                validator.validate(job.mapping.apply(batch)), dry_run=True
+            )
+            if len(examples) < EXAMPLE_COUNT:
+                examples += planner.examples(planned, EXAMPLE_COUNT - len(examples))
+            frame = report_frame(
+                planned,
+                finished_at=now(),
+                username_is_key=job.mapping.user_as == "username",
+                inputs=batch.select(job.report_inputs()),
+            )
+            summary.add(frame)
+            if writer is not None:
+                writer.write(frame)
+            progress.on_rows(frame.height)
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    if writer is not None:
+        writer.close()
+    summary.problems.update(validator.counts)
+    summary.examples = [
+        (item.user, dict(item.set_attributes), list(item.delete_attributes))
+        for item in examples
+    ]
+    return DryRunResult(
+        summary=summary,
+        examples=examples,
+        report_path=Path(report_path) if report_path is not None else None,
+    )
+
+
+def _validator(job: Job) -> Validator:
+    """A validator primed with the whole file's duplicate users (one cheap pass)."""
+    keys = job.source.scan().select(
+        pl.col(ROW),
+        pl.col(job.mapping.user_column).str.strip_chars().alias(USER),
+    )
+    duplicates = find_duplicates(
+        keys,
+        user_as=job.mapping.user_as,
+        case_sensitive=job.schema.case_sensitive,
+        collect=job.source.collect,
+    )
+    return Validator(
+        job.mapping, job.schema, duplicates=duplicates, source_name=str(job.source.path)
+    )
+
+
+@dataclass(kw_only=True)
+class RunResult:
+    """How a run (or resume) ended."""
+
+    stats: ExecutionStats
+    summary: Summary
+    report_path: Path | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """3 aborted, 130 interrupted, else 0 or 1 by the rows' statuses."""
+        if self.stats.stopped_by is not None:
+            return 3
+        if self.stats.interrupted:
+            return 130
+        return 0 if self.summary.all_ok else 1
+
+
+class RunProgress(Progress, Protocol):
+    """Progress of a run: rows decided, plus the executor's live counters."""
+
+    def on_start(self, stats: ExecutionStats, total: int | None) -> None:
+        """The run starts; ``stats`` is updated live, ``total`` rows to decide."""
+
+
+def execute(
+    job: Job,
+    *,
+    ledger: Ledger,
+    pool: UserPoolClient,
+    config: ExecutionConfig,
+    retry_failed: bool = False,
+    progress: Progress | None = None,
+    now: Callable[[], str] = utc_now,
+    executor_factory: Callable[..., Executor] = Executor,
+) -> ExecutionStats:
+    """Send every row the ledger does not already hold as done.
+
+    Rows decided without a call (invalid, skipped) are recorded as they are
+    planned; sent rows are recorded as their outcomes arrive. Everything is
+    written by this thread only.
+    """
+    progress = progress or NullProgress()
+    done = pl.Series(ROW, ledger.done_rows(retry_failed=retry_failed), dtype=pl.Int64)
+    validator = _validator(job)
+    planner = Planner(mapping=job.mapping)
+    username_is_key = job.mapping.user_as == "username"
+    executor = executor_factory(pool, config)
+    if isinstance(progress, _StartAware):
+        progress.on_start(executor.stats, job.source.count_rows())
+    if done.len():
+        progress.on_rows(done.len())
+
+    def items() -> Iterator[WorkItem]:
+        for batch in job.source.batches():
+            todo = batch.filter(~pl.col(ROW).is_in(done.implode()))
+            if todo.is_empty():
+                continue
+            planned = planner.plan(
+                validator.validate(job.mapping.apply(todo)), dry_run=False
+            )
+            decided = report_frame(
+                planned, finished_at=now(), username_is_key=username_is_key
+            )
+            if decided.height:
+                ledger.record_many(_decided_rows(decided))
+                progress.on_rows(decided.height)
+            yield from planner.work_items(planned)
+
+    def on_outcome(outcome: Outcome) -> None:
+        ledger.record(outcome)
+        progress.on_rows(1)
+
+    try:
+        stats = executor.run(items(), on_outcome)
+    finally:
+        ledger.flush()
+    return stats
+
+
+@runtime_checkable
+class _StartAware(Protocol):
+    def on_start(self, stats: ExecutionStats, total: int | None) -> None: ...
+
+
+def _decided_rows(frame: pl.DataFrame) -> Iterator[tuple[object, ...]]:
+    return outcome_rows(
+        frame.get_column("row").to_list(),
+        frame.get_column("user").to_list(),
+        frame.get_column("username").to_list(),
+        frame.get_column("status").to_list(),
+        frame.get_column("changed").to_list(),
+        frame.get_column("deleted").to_list(),
+        frame.get_column("error_code").to_list(),
+        frame.get_column("error_message").to_list(),
+        frame.get_column("finished_at").item(0) if frame.height else "",
+    )
+
+
+def write_report(
+    job: Job,
+    ledger: Ledger,
+    report_path: str | Path,
+    *,
+    only: Collection[str] | None = None,
+    progress: Progress | None = None,
+) -> Summary:
+    """The per-user report of a job: every input row, with its ledger outcome.
+
+    Rows the ledger does not hold (the job stopped first) are ``not_attempted``.
+    ``only`` keeps just the rows whose status is in it.
+    """
+    progress = progress or NullProgress()
+    summary = Summary(warnings=[])
+    columns = job.report_input_columns
+    with ReportWriter(report_path, input_columns=columns) as writer:
+        for batch in job.source.batches():
+            rows = batch.get_column(ROW)
+            first, last = int(rows.min()), int(rows.max())  # type: ignore[arg-type]
+            stored = _ledger_frame(ledger.outcomes(first_row=first, last_row=last))
+            frame = _merge(batch, stored, job)
+            summary.add(frame)
+            if only is not None:
+                frame = frame.filter(pl.col("status").is_in(list(only)))
+            writer.write(frame)
+            progress.on_rows(batch.height)
+    return summary
+
+
+_LEDGER_SCHEMA: dict[str, pl.DataType] = {
+    "row": pl.Int64(),
+    "user": pl.String(),
+    "username": pl.String(),
+    "status": pl.String(),
+    "changed": pl.String(),
+    "deleted": pl.String(),
+    "error_code": pl.String(),
+    "error_message": pl.String(),
+    "attempts": pl.Int64(),
+    "finished_at": pl.String(),
+    "delivery": pl.String(),
+}
+
+
+def _ledger_frame(rows: Iterable[tuple[object, ...]]) -> pl.DataFrame:
+    frame = pl.DataFrame(list(rows), schema=_LEDGER_SCHEMA, orient="row")
+    as_list = pl.List(pl.String)
+    return frame.with_columns(
+        pl.col("changed").str.json_decode(as_list),
+        pl.col("deleted").str.json_decode(as_list),
+    )
+
+
+def _merge(batch: pl.DataFrame, stored: pl.DataFrame, job: Job) -> pl.DataFrame:
+    key = job.mapping.user_column
+    base = batch.select(
+        pl.col(ROW).alias("row"),
+        pl.col(key).str.strip_chars().alias("__key"),
+        *job.report_inputs(),
+    )
+    merged = base.join(stored, on="row", how="left")
+    empty = pl.lit([], dtype=pl.List(pl.String))
+    return merged.select(
+        "row",
+        pl.coalesce("user", "__key").alias("user"),
+        "username",
+        pl.col("status").fill_null(Status.NOT_ATTEMPTED.value),
+        pl.col("changed").fill_null(empty),
+        pl.col("deleted").fill_null(empty),
+        "error_code",
+        "error_message",
+        pl.col("attempts").fill_null(0),
+        "finished_at",
+        "delivery",
+        *report_input_names(job.report_input_columns),
+    )
+
+
+def sandbox_users(job: Job) -> list[dict[str, str]]:
+    """Users to seed an emulated pool with, so that every valid key in INPUT exists.
+
+    Attributes the job deletes get a placeholder value, so the deletes have
+    something to remove; in token mode each user gets the row's access token.
+    """
+    user_as = job.mapping.user_as
+    if user_as == "sub":
+        raise ConfigError(
+            "--sandbox cannot seed users by sub (the emulated pool assigns its own "
+            "subs); use a mapping keyed by username, email or phone_number"
+        )
+    token = job.mapping.token_column
+    columns = [pl.col(job.mapping.user_column).str.strip_chars().alias(USER)]
+    if token is not None:
+        columns.append(pl.col(token).str.strip_chars().alias(TOKEN))
+    frame = (
+        job.source.scan()
+        .select(columns)
+        .filter(pl.col(USER).is_not_null() & (pl.col(USER) != ""))
+        .unique(subset=[USER], keep="last", maintain_order=True)
+        .collect()
+    )
+    extra = {name: "legacy" for name in job.mapping.delete}
+    verified = f"{user_as}_verified"
+    users: list[dict[str, str]] = []
+    for index, rec in enumerate(frame.iter_rows(named=True)):
+        user = {"username": rec[USER], **extra}
+        if user_as != "username":
+            user = {
+                "username": f"user-{index:07d}",
+                user_as: rec[USER],
+                verified: "true",
+            }
+            user.update(extra)
+        if rec.get(TOKEN):
+            user["access_token"] = rec[TOKEN]
+        users.append(user)
+    return users
+
+
+def describe_status(ledger: Ledger, *, now: Callable[[], float] = time.time) -> str:
+    """A plain-text status of a job, read from its ledger (safe while it runs)."""
+    info = ledger.info()
+    counts = ledger.counts()
+    total_text = info.get("total_rows") or ""
+    total = int(total_text) if total_text.isdigit() else None
+    decided = sum(counts.values())
+    lines = [f"Job: {ledger.path}", f"Input: {info.get('input_path', '?')}"]
+    lines.append(f"Pool: {info.get('pool_id', '?')}")
+    holder = ledger.holder()
+    lines.append(f"Running: {'yes, ' + holder if holder else 'no'}")
+    of = f" of {total:,}" if total is not None else ""
+    lines.append(f"Rows with a status: {decided:,}{of}")
+    for status in Status:
+        if counts.get(status.value):
+            lines.append(f"  {status.value:<18} {counts[status.value]:>10,}")
+    errors = ledger.error_counts()
+    if errors:
+        lines.append("Errors by code:")
+        lines += [f"  {code:<30} {n:>10,}" for code, n in errors.items()]
+    first, last, sent = ledger.activity()
+    if first is not None and last is not None:
+        span = last - first
+        rate = sent / span if span > 0 else None
+        lines.append(
+            "Last activity: "
+            + datetime.fromtimestamp(last, UTC).isoformat(timespec="seconds")
+            + f" ({now() - last:.0f}s ago)"
+        )
+        if rate is not None:
+            lines.append(f"Achieved rate: {rate:.1f} users/s")
+            if total is not None and holder:
+                remaining = max(total - decided, 0)
+                lines.append(
+                    f"ETA: {remaining / rate / 60:.0f} min for {remaining:,} rows"
+                )
+    runs = ledger.runs()
+    if runs:
+        lines.append(
+            f"Runs: {len(runs)} (last: {runs[-1]['result'] or 'running or killed'})"
+        )
+    return "\n".join(lines)

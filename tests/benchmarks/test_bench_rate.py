@@ -1,0 +1,178 @@
+"""Achieved write rate against the emulated pool: 60 ms latency, 25/s quota.
+
+Run: python -m pytest tests/benchmarks/test_bench_rate.py --benchmarks -s
+Each figure is a ratio measured in the same run (achieved / configured rate,
+achieved / quota, throttled / calls).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from migrate.checkpoint import Fingerprint, Ledger
+from migrate.cognito import ClientConfig, UserPool, make_client
+from migrate.execution import ExecutionConfig
+from migrate.pipeline import execute, prepare
+from migrate.records import CallResult, WorkItem
+from migrate.sandbox import EmulatedPool, Faults
+from migrate.schema import load_schema_file
+from tests.conftest import MAPPINGS, SAMPLES
+
+pytestmark = pytest.mark.benchmark
+
+SCHEMA_JSON = json.loads((SAMPLES / "pool-schema.json").read_text())
+QUOTA = 25.0
+LATENCY = 0.06
+
+
+class TimedPool:
+    """Wraps the real adapter to record when each call was sent."""
+
+    def __init__(self, pool: UserPool) -> None:
+        self.pool = pool
+        self.sent: list[float] = []
+        self.lock = threading.Lock()
+
+    def update(self, item: WorkItem) -> CallResult:
+        with self.lock:
+            self.sent.append(time.monotonic())
+        return self.pool.update(item)
+
+    def delete(self, item: WorkItem) -> CallResult:
+        with self.lock:
+            self.sent.append(time.monotonic())
+        return self.pool.delete(item)
+
+
+def _users(path: Path, n: int) -> Path:
+    path.write_text(
+        "username,tenant\n" + "".join(f"u{i:05d},t{i % 9}\n" for i in range(n))
+    )
+    return path
+
+
+def _run(tmp_path: Path, rate: float, users: int) -> dict[str, float]:
+    faults = Faults(latency=LATENCY, quota=QUOTA)
+    with EmulatedPool(faults=faults) as emulated:
+        pool_id = emulated.seed(
+            SCHEMA_JSON, [{"username": f"u{i:05d}"} for i in range(users)]
+        )
+        client = make_client(
+            ClientConfig(
+                region="us-east-1",
+                endpoint_url=emulated.endpoint_url,
+                credentials=("bench", "bench"),
+                max_pool_connections=32,
+            )
+        )
+        job = prepare(
+            _users(tmp_path / f"in-{rate}.csv", users),
+            MAPPINGS / "backfill-tenant.toml",
+            load_schema_file(SAMPLES / "pool-schema.json"),
+        )
+        timed = TimedPool(UserPool(client, pool_id=pool_id, api="admin"))
+        fp = Fingerprint(
+            input_sha256="x", mapping_sha256="y", pool=pool_id, options="{}"
+        )
+        with Ledger.create(tmp_path / f"job-{rate}.sqlite", fp) as ledger:
+            start = time.monotonic()
+            stats = execute(
+                job,
+                ledger=ledger,
+                pool=timed,
+                config=ExecutionConfig(rate=rate, concurrency=8),
+            )
+            elapsed = time.monotonic() - start
+            counts = ledger.counts()
+        sent = sorted(timed.sent)
+        span = sent[-1] - sent[0]
+        windows = [sum(1 for t in sent if s <= t < s + 1.0) for s in sent]
+        return {
+            "rate": rate,
+            "users": users,
+            "updated": counts.get("updated", 0),
+            "calls": stats.calls,
+            "throttled": stats.throttled,
+            "seconds": round(elapsed, 2),
+            "achieved_per_s": round((len(sent) - 1) / span, 2),
+            "max_1s_window": max(windows),
+        }
+
+
+def test_rate_20_holds_the_configured_rate(tmp_path: Path) -> None:
+    figures = _run(tmp_path, 20.0, 660)
+    figures["achieved_over_configured"] = round(figures["achieved_per_s"] / 20.0, 3)
+    print("\n" + json.dumps(figures))
+    assert figures["updated"] == 660
+    assert figures["seconds"] >= 30
+    assert figures["achieved_over_configured"] >= 0.97
+    assert figures["throttled"] == 0
+    assert figures["max_1s_window"] <= 20 + 1
+
+
+def test_rate_40_above_the_quota_absorbs_throttling(tmp_path: Path) -> None:
+    figures = _run(tmp_path, 40.0, 1500)
+    figures["achieved_over_quota"] = round(figures["achieved_per_s"] / QUOTA, 3)
+    figures["throttled_share"] = round(figures["throttled"] / figures["calls"], 4)
+    print("\n" + json.dumps(figures))
+    assert figures["updated"] == 1500
+    assert figures["throttled_share"] <= 0.05
+    assert figures["achieved_over_quota"] >= 0.9
+
+
+def _boto3_loop(
+    endpoint: str, pool_id: str, users: int, mode: str
+) -> dict[str, object]:
+    config = Config(retries={"mode": mode}, max_pool_connections=32)  # type: ignore[arg-type]
+    client = boto3.client(
+        "cognito-idp",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="bench",
+        aws_secret_access_key="bench",
+        config=config,
+    )
+
+    def one(i: int) -> bool:
+        try:
+            client.admin_update_user_attributes(
+                UserPoolId=pool_id,
+                Username=f"u{i:05d}",
+                UserAttributes=[{"Name": "custom:tenant_id", "Value": "x"}],
+            )
+        except Exception:
+            return False
+        return True
+
+    start = time.monotonic()
+    with ThreadPoolExecutor(16) as pool:
+        ok = sum(pool.map(one, range(users)))
+    elapsed = time.monotonic() - start
+    return {
+        "mode": mode,
+        "lost_share": round(1 - ok / users, 3),
+        "achieved_over_quota": round(ok / elapsed / QUOTA, 3),
+    }
+
+
+def _baselines() -> Iterator[dict[str, object]]:
+    for mode in ("legacy", "standard", "adaptive"):
+        with EmulatedPool(faults=Faults(latency=LATENCY, quota=QUOTA)) as emulated:
+            pool_id = emulated.seed(
+                SCHEMA_JSON, [{"username": f"u{i:05d}"} for i in range(600)]
+            )
+            yield _boto3_loop(emulated.endpoint_url, pool_id, 600, mode)
+
+
+def test_plain_boto3_loops_for_comparison() -> None:
+    for figures in _baselines():
+        print("\nboto3 loop, 16 threads: " + json.dumps(figures))
