@@ -152,12 +152,16 @@ def rate_options(func: F) -> F:
 # --- helpers -----------------------------------------------------------------------
 
 
-def _source_options(delimiter: str, input_format: str | None) -> SourceOptions:
+def _source_options(
+    delimiter: str, input_format: str | None, *, verify: bool = False
+) -> SourceOptions:
+    """How to read INPUT; ``verify`` checks every row before anything is sent."""
     if delimiter in ("\\t", "tab", "TAB"):
         delimiter = "\t"
     return SourceOptions(
         delimiter=delimiter,
         format=input_format,  # type: ignore[arg-type]
+        verify=verify,
     )
 
 
@@ -481,7 +485,9 @@ def run(
     """
     if dry_run and sandbox:
         raise click.UsageError("choose --dry-run or --sandbox, not both")
-    options = _source_options(delimiter, input_format)
+    # A real run reads the whole file once before sending anything, so a bad
+    # row deep in the file cannot stop the job halfway.
+    options = _source_options(delimiter, input_format, verify=not dry_run)
     report_path = report_path or _default_name(
         input_path, mapping_path, "dry-run.report.csv" if dry_run else "report.csv"
     )
@@ -696,7 +702,7 @@ def _run_sandbox(
         )
 
 
-def _job_from_ledger(ledger: Ledger) -> Job:
+def _job_from_ledger(ledger: Ledger, *, verify: bool = False) -> Job:
     """Rebuild a job from what its ledger recorded (for resume and report)."""
     info = ledger.info()
     schema = schema_from_describe(json.loads(info["schema"]), source=str(ledger.path))
@@ -707,6 +713,7 @@ def _job_from_ledger(ledger: Ledger) -> Job:
         source_options=SourceOptions(
             delimiter=info.get("delimiter", ","),
             format=info.get("format") or None,  # type: ignore[arg-type]
+            verify=verify,
         ),
     )
 
@@ -749,7 +756,7 @@ def resume(
     try:
         with Ledger.open(job_path) as ledger:
             info = ledger.info()
-            job = _job_from_ledger(ledger)
+            job = _job_from_ledger(ledger, verify=True)
         if info.get("sandbox"):
             raise ConfigError(
                 "this is a sandbox job: its emulated pool is gone; run "

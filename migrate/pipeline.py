@@ -386,12 +386,11 @@ def sandbox_users(job: Job) -> list[dict[str, str]]:
     columns = [pl.col(job.mapping.user_column).str.strip_chars().alias(USER)]
     if token is not None:
         columns.append(pl.col(token).str.strip_chars().alias(TOKEN))
-    frame = (
+    frame = job.source.collect(
         job.source.scan()
         .select(columns)
         .filter(pl.col(USER).is_not_null() & (pl.col(USER) != ""))
         .unique(subset=[USER], keep="last", maintain_order=True)
-        .collect()
     )
     extra = {name: "legacy" for name in job.mapping.delete}
     verified = f"{user_as}_verified"

@@ -45,6 +45,10 @@ REPORT_COLUMNS: tuple[str, ...] = (
     "delivery",
 )
 
+#: Prefix of an input column, in a report, whose name is also a report column's
+#: (an input column "username" is written as "input:username").
+REPORT_INPUT_PREFIX = "input:"
+
 # --- reserved frame columns -------------------------------------------------
 #: 1-based data row number in the input file (header not counted).
 ROW = "__row"

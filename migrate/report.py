@@ -23,7 +23,14 @@ from typing import IO, Literal, Self
 import polars as pl
 
 from migrate.errors import ConfigError
-from migrate.records import OK_STATUSES, REPORT_COLUMNS, ROW, Outcome, Status
+from migrate.records import (
+    OK_STATUSES,
+    REPORT_COLUMNS,
+    REPORT_INPUT_PREFIX,
+    ROW,
+    Outcome,
+    Status,
+)
 
 ReportFormat = Literal["csv", "parquet", "jsonl"]
 
@@ -55,7 +62,7 @@ REPORT_SCHEMA: dict[str, pl.DataType] = {
 CSV_LIST_SEPARATOR = ";"
 
 #: Prefix given to an input column whose name is also a report column's name.
-INPUT_PREFIX = "input:"
+INPUT_PREFIX = REPORT_INPUT_PREFIX
 
 # A spreadsheet runs a cell starting with one of these as a formula (CSV
 # injection, OWASP). Cells made only of digits, spaces and ()+-. cannot call

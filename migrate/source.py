@@ -23,17 +23,18 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Literal
+from typing import Final, Literal, TypeVar
 
 import polars as pl
 
 from migrate.errors import ConfigError, SourceError
-from migrate.records import ROW
+from migrate.records import REPORT_COLUMNS, REPORT_INPUT_PREFIX, ROW
 
 Format = Literal["csv", "parquet"]
+FrameT = TypeVar("FrameT", pl.DataFrame, pl.LazyFrame)
 
 _CSV_SUFFIXES: Final = frozenset({".csv", ".tsv", ".txt"})
 _PARQUET_SUFFIXES: Final = frozenset({".parquet", ".pq"})
@@ -127,10 +128,25 @@ class Source:
         self.path = path
         self.format = format
         self.columns = columns
+        # The columns as they are in the file (columns may be a projection).
+        self._file_columns = list(columns)
         self.options = options
         self._shown = shown
         self._parquet_schema = parquet_schema
         self._row_count = row_count
+        self._projection: dict[str, str] | None = None
+
+    def project(self, names: Mapping[str, str]) -> None:
+        """From now on, yield only these columns, renamed (file name -> name)."""
+        self._projection = dict(names)
+        self.columns = list(names.values())
+
+    def _projected(self, frame: FrameT) -> FrameT:
+        if self._projection is None:
+            return frame
+        return frame.select(
+            pl.col(ROW), *(pl.col(a).alias(b) for a, b in self._projection.items())
+        )
 
     def __repr__(self) -> str:
         return (
@@ -146,7 +162,7 @@ class Source:
         frames = (
             self._parquet_frames() if self.format == "parquet" else self._csv_frames()
         )
-        return _rebatch(frames, self.options.batch_size)
+        return (self._projected(b) for b in _rebatch(frames, self.options.batch_size))
 
     def scan(self) -> pl.LazyFrame:
         """The whole file as a LazyFrame with the schema of batches().
@@ -155,6 +171,9 @@ class Source:
         it with collect() so that read errors become SourceError. Polars does
         not check fields it is not asked for: batches() is what checks rows.
         """
+        return self._projected(self._scan())
+
+    def _scan(self) -> pl.LazyFrame:
         if self.format == "parquet":
             schema = self._parquet_schema or {}
             return pl.scan_parquet(
@@ -206,17 +225,17 @@ class Source:
     # --- CSV ------------------------------------------------------------------
 
     def _csv_schema(self) -> dict[str, pl.DataType]:
-        return dict.fromkeys(self.columns, pl.String())
+        return dict.fromkeys(self._file_columns, pl.String())
 
     def _csv_frames(self) -> Iterator[pl.DataFrame]:
         """Parse the file piece by piece; check each piece; number the rows."""
         delimiter = self.options.delimiter
-        width = len(self.columns)
-        last = self.columns[-1]
+        width = len(self._file_columns)
+        last = self._file_columns[-1]
         schema = self._csv_schema()
         # Delimiters in the header, which shares the first piece with data rows.
         header_delimiters = (
-            width - 1 + sum(name.count(delimiter) for name in self.columns)
+            width - 1 + sum(name.count(delimiter) for name in self._file_columns)
         )
         first_row = 1
         for piece, quoted, first in _pieces(self.path, self._shown):
@@ -256,7 +275,7 @@ class Source:
         self, piece: bytes, first: bool, first_row: int, exc: BaseException | None
     ) -> SourceError:
         """The SourceError for a piece that failed: its bad row if we can find it."""
-        inspector = _Inspector(self._shown, self.options.delimiter, self.columns)
+        inspector = _Inspector(self._shown, self.options.delimiter, self._file_columns)
         with _text(io.BytesIO(piece)) as text:
             records = _Records(text, self.options.delimiter)
             if first:
@@ -340,14 +359,34 @@ def open_source(path: str | Path, options: SourceOptions | None = None) -> Sourc
             "the file is empty; expected a header row naming the columns", path=shown
         )
     if _resolve_format(file, head, options) == "parquet":
-        return _open_parquet(file, shown, options)
+        return _as_input(_open_parquet(file, shown, options))
     if head == _PARQUET_MAGIC:
         raise SourceError(
             "looks like a Parquet file (it starts with PAR1), not CSV; "
             "rename it to .parquet or pass --format parquet",
             path=shown,
         )
-    return _open_csv(file, shown, options)
+    return _as_input(_open_csv(file, shown, options))
+
+
+def _as_input(source: Source) -> Source:
+    """Read a report of ours as the input it was made from.
+
+    A per-user report carries the input's columns after its own, with those
+    whose names clash with a report column written as "input:<name>". Such a
+    file (typically a failures-only report) is read as those input columns,
+    under their original names, so it is valid input for the same mapping.
+    """
+    if not set(REPORT_COLUMNS) <= set(source.columns):
+        return source
+    names: dict[str, str] = {}
+    for column in source.columns[len(REPORT_COLUMNS) :]:
+        original = column.removeprefix(REPORT_INPUT_PREFIX)
+        names[column] = original
+    if len(set(names.values())) != len(names):
+        return source
+    source.project(names)
+    return source
 
 
 # --- opening ------------------------------------------------------------------

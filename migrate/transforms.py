@@ -262,10 +262,16 @@ _PHONE_DIGITS = r"^[0-9]+$"
 
 @dataclass(frozen=True, kw_only=True)
 class _Desc:
-    """One number pattern (full match) and the lengths it allows (empty = any)."""
+    """One number pattern and the lengths it allows (empty = any)."""
 
-    pattern: str
+    #: The pattern as phonenumbers has it (with ASCII digits).
+    body: str
     lengths: tuple[int, ...]
+
+    @property
+    def pattern(self) -> str:
+        """The full-match form."""
+        return f"^(?:{self.body})$"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -291,10 +297,6 @@ class _PhoneRegion:
     local_lengths: tuple[int, ...]
 
 
-def _full(pattern: str) -> str:
-    return f"^(?:{_ascii(pattern)})$"
-
-
 def _ascii(pattern: str) -> str:
     # Input is ASCII digits by now, and a Unicode \d costs polars' regex engine
     # twice the compile time.
@@ -306,7 +308,7 @@ def _desc(desc: object) -> _Desc | None:
     lengths = tuple(getattr(desc, "possible_length", ()) or ())
     if not pattern or lengths == (-1,):
         return None
-    return _Desc(pattern=pattern, lengths=lengths)
+    return _Desc(body=_ascii(pattern), lengths=lengths)
 
 
 def _rule_parts(rule: str | None) -> tuple[tuple[str, int | None], ...]:
@@ -335,20 +337,16 @@ def _phone_region(code: str, country_code: int) -> _PhoneRegion:
     for name in _DESC_FIELDS:
         found = _desc(getattr(meta, name))
         if found is not None:
-            by_lengths.setdefault(found.lengths, []).append(found.pattern)
+            by_lengths.setdefault(found.lengths, []).append(found.body)
     npfp = _ascii(meta.national_prefix_for_parsing or "") or None
     possible = getattr(meta.general_desc, "possible_length", None) or ()
     local = getattr(meta.general_desc, "possible_length_local_only", None) or ()
     return _PhoneRegion(
         code=code,
         country_code=str(country_code),
-        general=(
-            _Desc(pattern=_full(general.pattern), lengths=general.lengths)
-            if general
-            else None
-        ),
+        general=(general if general else None),
         types=tuple(
-            _Desc(pattern=_full("|".join(patterns)), lengths=lengths)
+            _Desc(body="|".join(patterns), lengths=lengths)
             for lengths, patterns in by_lengths.items()
         ),
         leading_digits=(
@@ -625,12 +623,13 @@ def _international_prefix(
     return national.filter(~taken), intl
 
 
-def _national_groups(national: pl.DataFrame, region: _PhoneRegion) -> list[_Group]:
+def _national_rows(national: pl.DataFrame, region: _PhoneRegion) -> pl.DataFrame:
     """Rows read with the default region, including "14155550100" for US.
 
     phonenumbers takes a leading country code without "+" when the number is
     not viable with it but is without it, or is too long with it; such rows
-    then use the calling code's main region, the others the default region.
+    then use the calling code's main region for the national prefix, the others
+    the default region. Returns columns i, cc, rest, strip (see _parsed).
     """
     code = region.country_code
     digits = national.get_column("digits")
@@ -647,30 +646,27 @@ def _national_groups(national: pl.DataFrame, region: _PhoneRegion) -> list[_Grou
         )
         rest = _patch(rest, starts, _where(take, potential, full))
         main = _patch(main, starts, take)
-    frame = national.select("i").with_columns(rest=rest)
-    main_region = _regions_for(code)[0]
-    if main_region.code == region.code:
-        return [_Group(rows=frame, country_code=code, region=region)]
-    return [
-        _Group(rows=frame.filter(main), country_code=code),
-        _Group(rows=frame.filter(~main), country_code=code, region=region),
-    ]
+    own = "" if _regions_for(code)[0].code == region.code else region.code
+    return national.select("i").with_columns(
+        cc=pl.lit(code),
+        rest=rest,
+        strip=pl.when(pl.lit(main)).then(pl.lit("")).otherwise(pl.lit(own)),
+    )
 
 
-def _international_groups(intl: pl.DataFrame) -> tuple[list[_Group], pl.Series]:
-    """Rows written with a country code, grouped by it; plus rows of unknown codes."""
+def _international_rows(intl: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series]:
+    """Rows written with a country code (see _parsed); plus those of unknown codes."""
     with_cc = intl.with_columns(
         cc=pl.col("digits").str.extract(_country_codes_pattern(), 1)
     )
     unknown = with_cc.filter(pl.col("cc").is_null()).get_column("i")
     known = with_cc.filter(pl.col("cc").is_not_null()).select(
-        "i", "cc", rest=pl.col("digits").str.slice(pl.col("cc").str.len_chars())
+        "i",
+        "cc",
+        rest=pl.col("digits").str.slice(pl.col("cc").str.len_chars()),
+        strip=pl.lit(""),
     )
-    groups = [
-        _Group(rows=rows.select("i", "rest"), country_code=str(code))
-        for (code,), rows in known.partition_by("cc", as_dict=True).items()
-    ]
-    return groups, unknown
+    return known, unknown
 
 
 def _finish(group: _Group) -> pl.DataFrame:
@@ -693,27 +689,36 @@ def _finish(group: _Group) -> pl.DataFrame:
     )
 
 
-# A group this small (or of a single-region calling code) is checked in one query
-# with the others; a big group of a shared calling code (+1, +7, +44...) filters
-# row by row through its regions instead.
+# A group of a shared calling code (+1, +7, +44...) this small is checked in one
+# query with the others; a bigger one filters through its regions step by step.
 _SMALL_GROUP = 1000
 
 
-def _finish_all(groups: list[_Group]) -> pl.DataFrame:
-    """Columns i and e164 (null when invalid) for every row of every group.
+def _finish_all(parsed: pl.DataFrame, region: _PhoneRegion | None) -> pl.DataFrame:
+    """Columns i and e164 (null when invalid) for the parsed rows.
 
-    Most groups need no national-prefix step; they are all checked together in
-    one polars call, since per-call overhead dominates for the many small
-    groups of a file with numbers from dozens of countries.
+    ``parsed`` has columns i, cc, rest (the national part as written) and strip:
+    "" when the national prefix of the calling code's main region applies, else
+    the code of the default region whose prefix does.
     """
-    quick: list[_Group] = []
-    slow: list[_Group] = []
-    for group in groups:
-        shared = len(_regions_for(group.country_code)) > 1
-        (slow if shared and group.rows.height > _SMALL_GROUP else quick).append(group)
+    single = pl.col("cc").is_in(_single_region_codes())
+    parts = [
+        pl.DataFrame(schema={"i": pl.UInt32, "e164": pl.String}),
+        _finish_single(parsed.filter(single)),
+    ]
+    shared = parsed.filter(~single)
     queries = []
-    for group in quick:
-        region = group.region or _regions_for(group.country_code)[0]
+    for (code, strip), rows in shared.partition_by(
+        ["cc", "strip"], as_dict=True
+    ).items():
+        group = _Group(
+            rows=rows.select("i", "rest"),
+            country_code=str(code),
+            region=region if strip else None,
+        )
+        if group.rows.height > _SMALL_GROUP:
+            parts.append(_finish(group))
+            continue
         number = pl.col("n")
         valid = _is_valid_expr(group.country_code) & number.str.len_chars().is_between(
             2, 17
@@ -721,16 +726,97 @@ def _finish_all(groups: list[_Group]) -> pl.DataFrame:
         queries.append(
             group.rows.lazy()
             .select("i", n=pl.col("rest"))
-            .with_columns(n=_strip_expr(region, check_length=True))
+            .with_columns(
+                n=_strip_expr(
+                    group.region or _regions_for(group.country_code)[0],
+                    check_length=True,
+                )
+            )
             .select(
                 "i",
                 e164=pl.when(valid).then(pl.lit("+" + group.country_code) + number),
             )
         )
-    parts = [pl.DataFrame(schema={"i": pl.UInt32, "e164": pl.String})]
     parts += pl.collect_all(queries)
-    parts += [_finish(group) for group in slow]
     return pl.concat(parts)
+
+
+@functools.cache
+def _single_region_codes() -> frozenset[str]:
+    return frozenset(
+        str(code)
+        for code, regions in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.items()
+        if len(regions) == 1
+    )
+
+
+def _lengths_pattern(lengths: tuple[int, ...]) -> str:
+    return "(?:" + "|".join(map(str, lengths)) + ")" if lengths else "[0-9]+"
+
+
+@functools.cache
+def _single_region_patterns() -> tuple[str, str, str]:
+    """Patterns over all calling codes with one region, keyed by the code.
+
+    Returns (national prefix start on "cc#n", general and type patterns on
+    "cc#length#n"). One pattern for all codes means one polars call per batch,
+    not one per country: a file with numbers from 200 countries stays fast.
+    """
+    prefixes: list[str] = []
+    general: list[str] = []
+    types: list[str] = []
+    for code in sorted(_single_region_codes()):
+        (region,) = _regions_for(code)
+        if region.national_prefix:
+            prefixes.append(f"{code}#{region.national_prefix_start[1:]}")
+        if region.general is None or not region.types:
+            continue
+        general.append(
+            f"{code}#{_lengths_pattern(region.general.lengths)}#(?:{region.general.body})"
+        )
+        types += [
+            f"{code}#{_lengths_pattern(desc.lengths)}#(?:{desc.body})"
+            for desc in region.types
+        ]
+    return (
+        "^(?:" + "|".join(prefixes) + ")",
+        "^(?:" + "|".join(general) + ")$",
+        "^(?:" + "|".join(types) + ")$",
+    )
+
+
+def _finish_single(rows: pl.DataFrame) -> pl.DataFrame:
+    """_finish_all for the calling codes with a single region, in a few calls."""
+    prefix, general, types = _single_region_patterns()
+    hit = rows.select(
+        pl.concat_str("cc", pl.lit("#"), "rest").str.contains(prefix)
+    ).to_series()
+    frame = rows.select("i", "cc", n="rest")
+    if hit.any():
+        # Only these rows can lose a national prefix: usually few, or one country.
+        queries = [
+            group.lazy()
+            .select("i", "n")
+            .with_columns(n=_strip_expr(_regions_for(str(code))[0], check_length=True))
+            for (code,), group in frame.filter(hit)
+            .partition_by("cc", as_dict=True)
+            .items()
+        ]
+        stripped = pl.concat(pl.collect_all(queries)).rename({"n": "stripped"})
+        frame = frame.join(stripped, on="i", how="left", maintain_order="left").select(
+            "i", "cc", n=pl.coalesce("stripped", "n")
+        )
+    number = pl.col("n")
+    length = number.str.len_chars()
+    key = pl.concat_str("cc", pl.lit("#"), length.cast(pl.String), pl.lit("#"), number)
+    valid = (
+        length.is_between(2, 17) & key.str.contains(general) & key.str.contains(types)
+    )
+    return (
+        frame.lazy()
+        .select("i", e164=pl.when(valid).then(pl.concat_str(pl.lit("+"), "cc", number)))
+        .collect()
+    )
 
 
 def _clean(text: pl.Series) -> pl.Series:
@@ -780,16 +866,16 @@ def _e164_series(raw: pl.Series, region_code: str | None) -> pl.Series:
     plus_rows = plus.filter(number)
     intl = frame.filter(plus_rows)
     national = frame.filter(~plus_rows)
-    groups: list[_Group] = []
+    parsed: list[pl.DataFrame] = []
     if region is not None and not national.is_empty():
         national, moved = _international_prefix(national, region)
         intl = pl.concat([intl, moved])
         if not national.is_empty():
-            groups += _national_groups(national, region)
-    intl_groups, unknown = _international_groups(intl)
-    groups += intl_groups
+            parsed.append(_national_rows(national, region))
+    known, unknown = _international_rows(intl)
+    parsed.append(known)
     e164 = pl.repeat(None, length, dtype=pl.String, eager=True)
-    done = _finish_all([group for group in groups if not group.rows.is_empty()])
+    done = _finish_all(pl.concat(parsed), region)
     if not done.is_empty():
         e164.scatter(done.get_column("i"), done.get_column("e164"))
     why = pl.repeat(None, length, dtype=pl.String, eager=True)

@@ -275,3 +275,27 @@ def test_job_wide_errors_stop_the_job_with_exit_3(
     counts = dict(report.group_by("status").len().iter_rows())
     assert counts.get("not_attempted", 0) >= 300 - 9
     assert set(counts) == {"not_attempted"}
+
+
+def test_a_failures_report_is_valid_input_for_a_new_run(
+    pool: EmulatedPool, tmp_path: Path
+) -> None:
+    pool_id = seed(pool, 20)
+    data = users_csv(tmp_path / "in.csv", 25)
+    mapping = MAPPINGS / "backfill-tenant.toml"
+    result = invoke("run", data, "-m", mapping, *run_args(pool, pool_id, tmp_path))
+    assert result.exit_code == 1, result.output
+    failed = tmp_path / "failed.csv"
+    result = invoke("report", tmp_path / "job.sqlite", "-o", failed, "--only", "failed")
+    assert result.exit_code == 0, result.output
+    assert pl.read_csv(failed, infer_schema=False).height == 5
+    # The missing users now exist; the failures file is the input of a new job.
+    pool.add_users(pool_id, [{"username": f"user{i:04d}"} for i in range(21, 26)])
+    again = tmp_path / "again"
+    again.mkdir()
+    result = invoke("run", failed, "-m", mapping, *run_args(pool, pool_id, again))
+    assert result.exit_code == 0, result.output
+    report = read_report(again)
+    assert report["user"].to_list() == [f"user{i:04d}" for i in range(21, 26)]
+    assert set(report["status"]) == {"updated"}
+    assert pool.user_attributes(pool_id, "user0023")["custom:tenant_id"] == "tenant-2"
