@@ -216,24 +216,27 @@ def _epoch(value: pl.Expr, options: TransformOptions) -> pl.Expr:
 
 # --- e164 ---------------------------------------------------------------------
 #
-# phonenumbers.parse costs ~84 us per number; this re-implements its parse and
-# is_valid_number steps over whole columns with phonenumbers' own metadata
-# (national-prefix, international-prefix and number-type patterns), so a
-# million numbers take about a second. Grouping is per country calling code:
-# each group runs only its own country's small patterns, on its own rows.
+# phonenumbers.parse costs ~84 us per number. This re-implements its parse and
+# is_valid_number over whole columns, driven by phonenumbers' own metadata
+# (national-prefix, international-prefix, leading-digit and number-type
+# patterns), and agrees with it on validity and output (tests/unit/
+# test_transforms.py compares them). All countries share a few big patterns
+# keyed by region ("US#10#4155550134"), so a batch costs a fixed handful of polars
+# calls however many countries it holds, and polars' small compiled-regex cache
+# (about 32 patterns) is not churned by per-country patterns.
 #
-# Known differences from phonenumbers.parse + is_valid_number (tested against it
-# in tests/unit/test_transforms.py):
-# - a leading "00" is read as "+" even without a default region, or when the
-#   region's own international prefix differs (US "011"): phonenumbers rejects
-#   "0044..." without a region and reads it as a national number for US;
+# Known differences from phonenumbers.parse + is_valid_number:
+# - a leading "00" is read as "+" without a default region, and with a region
+#   whose international prefix is not "00" (US "011"): phonenumbers rejects
+#   "0044..." without a region and reads it as a national number in the US;
 # - letters are rejected (phonenumbers turns vanity numbers like 1-800-FLOWERS
 #   into digits and drops trailing text such as "(mobile)");
-# - only ASCII digits are accepted (phonenumbers also reads other scripts' digits
-#   and the full-width plus sign);
-# - an extension ("x12", "ext. 12", ";ext=12") is a problem, since phone_number
-#   cannot store one (phonenumbers parses it into a separate field).
+# - only ASCII digits and "+" are read (phonenumbers also reads other scripts'
+#   digits and the full-width plus sign);
+# - an extension ("x12", "ext. 12", ";ext=12") is a problem: phone_number cannot
+#   store one (phonenumbers parses it into a separate field).
 
+_NON_GEO = phonenumbers.REGION_CODE_FOR_NON_GEO_ENTITY
 _DESC_FIELDS = (
     "premium_rate",
     "toll_free",
@@ -264,42 +267,40 @@ _PHONE_DIGITS = r"^[0-9]+$"
 class _Desc:
     """One number pattern and the lengths it allows (empty = any)."""
 
-    #: The pattern as phonenumbers has it (with ASCII digits).
+    #: The pattern as phonenumbers has it, with ASCII digits.
     body: str
     lengths: tuple[int, ...]
-
-    @property
-    def pattern(self) -> str:
-        """The full-match form."""
-        return f"^(?:{self.body})$"
 
 
 @dataclass(frozen=True, kw_only=True)
 class _PhoneRegion:
     """What parse and is_valid_number read from one region's metadata."""
 
+    #: The region code; non-geographic entities ("001") get their calling code
+    #: appended, since each has its own metadata.
+    key: str
     code: str
     country_code: str
     general: _Desc | None
-    #: Number types grouped by their allowed lengths; a number is valid for the
-    #: region when it matches the general pattern and one of these.
     types: tuple[_Desc, ...]
-    #: Anchored pattern choosing this region among those sharing its code.
     leading_digits: str | None
-    #: National prefix for parsing as "^((?:npfp))([0-9]*)$", its groups, and the
-    #: transform rule as (literal, group number) pairs.
     national_prefix: str | None
-    national_prefix_start: str
+    #: Capturing groups in national_prefix, and its transform rule as
+    #: (literal, group number) pairs.
     prefix_groups: int
     transform_rule: tuple[tuple[str, int | None], ...]
     international_prefix: str | None
     possible_lengths: tuple[int, ...]
     local_lengths: tuple[int, ...]
 
+    def viable(self) -> str:
+        """phonenumbers' _match_national_number(n, general_desc): a full match."""
+        return f"^(?:{self.general.body})$" if self.general else "^$x"
+
 
 def _ascii(pattern: str) -> str:
-    # Input is ASCII digits by now, and a Unicode \d costs polars' regex engine
-    # twice the compile time.
+    # Input is ASCII digits by now, and a Unicode \d doubles polars' regex
+    # compile time.
     return pattern.replace(r"\d", "[0-9]")
 
 
@@ -315,65 +316,110 @@ def _rule_parts(rule: str | None) -> tuple[tuple[str, int | None], ...]:
     if not rule:
         return ()
     pieces = re.split(r"\\(\d)", rule)
-    parts: list[tuple[str, int | None]] = []
-    for index, piece in enumerate(pieces):
-        if index % 2:
-            parts.append(("", int(piece)))
-        elif piece:
-            parts.append((piece, None))
-    return tuple(parts)
+    return tuple(
+        ("", int(piece)) if index % 2 else (piece, None)
+        for index, piece in enumerate(pieces)
+        if index % 2 or piece
+    )
 
 
-@functools.cache
 def _phone_region(code: str, country_code: int) -> _PhoneRegion:
-    if code == phonenumbers.REGION_CODE_FOR_NON_GEO_ENTITY:
+    if code == _NON_GEO:
         meta = PhoneMetadata.metadata_for_nongeo_region(country_code)
     else:
         meta = PhoneMetadata.metadata_for_region(code)
     # Codes come from phonenumbers' own calling-code table, so metadata exists.
     assert meta is not None, code
-    general = _desc(meta.general_desc)
     by_lengths: dict[tuple[int, ...], list[str]] = {}
     for name in _DESC_FIELDS:
         found = _desc(getattr(meta, name))
         if found is not None:
             by_lengths.setdefault(found.lengths, []).append(found.body)
-    npfp = _ascii(meta.national_prefix_for_parsing or "") or None
-    possible = getattr(meta.general_desc, "possible_length", None) or ()
-    local = getattr(meta.general_desc, "possible_length_local_only", None) or ()
+    prefix = _ascii(meta.national_prefix_for_parsing or "")
+    general = meta.general_desc
     return _PhoneRegion(
+        key=code + str(country_code) if code == _NON_GEO else code,
         code=code,
         country_code=str(country_code),
-        general=(general if general else None),
+        general=_desc(general),
         types=tuple(
-            _Desc(body="|".join(patterns), lengths=lengths)
-            for lengths, patterns in by_lengths.items()
+            _Desc(body="|".join(bodies), lengths=lengths)
+            for lengths, bodies in by_lengths.items()
         ),
-        leading_digits=(
-            f"^(?:{_ascii(meta.leading_digits)})" if meta.leading_digits else None
-        ),
-        national_prefix=f"^((?:{npfp}))([0-9]*)$" if npfp else None,
-        national_prefix_start=f"^(?:{npfp})" if npfp else "",
-        prefix_groups=re.compile(npfp).groups if npfp else 0,
+        leading_digits=_ascii(meta.leading_digits) if meta.leading_digits else None,
+        national_prefix=prefix or None,
+        prefix_groups=re.compile(prefix).groups if prefix else 0,
         transform_rule=_rule_parts(meta.national_prefix_transform_rule),
         international_prefix=_ascii(meta.international_prefix or "") or None,
-        possible_lengths=tuple(possible),
-        local_lengths=tuple(local),
+        possible_lengths=tuple(getattr(general, "possible_length", None) or ()),
+        local_lengths=tuple(getattr(general, "possible_length_local_only", None) or ()),
     )
 
 
+def _lengths(lengths: tuple[int, ...]) -> str:
+    return "(?:" + "|".join(map(str, lengths)) + ")" if lengths else "[0-9]+"
+
+
+@dataclass(frozen=True, kw_only=True)
+class _PhoneTables:
+    """phonenumbers' metadata for every region, as keyed polars patterns."""
+
+    regions: Mapping[str, _PhoneRegion]
+    #: Region keys of each calling code, in the order phonenumbers tries them.
+    by_country: Mapping[str, tuple[str, ...]]
+    #: "^(1|7|20|...)": the calling code at the start of a number.
+    country_code: str
+    #: National prefixes at the start of "KEY#number".
+    national_prefix: str
+    #: General and number-type patterns, each with its lengths, on
+    #: "KEY#length#number".
+    general: str
+    types: str
+    #: Leading digits at the start of "KEY#number", and the keys that have them.
+    leading: str
+    leading_keys: frozenset[str]
+
+
 @functools.cache
-def _country_codes_pattern() -> str:
-    # Calling codes are prefix-free, so the alternation order does not matter.
-    codes = sorted(phonenumbers.COUNTRY_CODE_TO_REGION_CODE, key=str)
-    return "^(" + "|".join(str(code) for code in codes) + ")"
-
-
-def _regions_for(country_code: str) -> tuple[_PhoneRegion, ...]:
-    code = int(country_code)
-    return tuple(
-        _phone_region(region, code)
-        for region in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(code, ())
+def _tables() -> _PhoneTables:
+    regions: dict[str, _PhoneRegion] = {}
+    by_country: dict[str, tuple[str, ...]] = {}
+    for code, names in sorted(phonenumbers.COUNTRY_CODE_TO_REGION_CODE.items()):
+        found = [_phone_region(name, code) for name in names]
+        regions.update((region.key, region) for region in found)
+        by_country[str(code)] = tuple(region.key for region in found)
+    values = regions.values()
+    return _PhoneTables(
+        regions=MappingProxyType(regions),
+        by_country=MappingProxyType(by_country),
+        # Calling codes are prefix-free, so the alternation order does not matter.
+        country_code="^(" + "|".join(by_country) + ")",
+        national_prefix="^(?:"
+        + "|".join(
+            f"{r.key}#(?:{r.national_prefix})" for r in values if r.national_prefix
+        )
+        + ")",
+        general="^(?:"
+        + "|".join(
+            f"{r.key}#{_lengths(r.general.lengths)}#(?:{r.general.body})"
+            for r in values
+            if r.general and r.types
+        )
+        + ")$",
+        types="^(?:"
+        + "|".join(
+            f"{r.key}#{_lengths(desc.lengths)}#(?:{desc.body})"
+            for r in values
+            if r.general
+            for desc in r.types
+        )
+        + ")$",
+        leading="^(?:"
+        + "|".join(
+            f"{r.key}#(?:{r.leading_digits})" for r in values if r.leading_digits
+        )
+        + ")",
+        leading_keys=frozenset(r.key for r in values if r.leading_digits),
     )
 
 
@@ -396,10 +442,6 @@ def _false(length: int) -> pl.Series:
     return pl.repeat(False, length, dtype=pl.Boolean, eager=True)
 
 
-def _true(length: int) -> pl.Series:
-    return pl.repeat(True, length, dtype=pl.Boolean, eager=True)
-
-
 def _where(mask: pl.Series, then: pl.Series, otherwise: pl.Series) -> pl.Series:
     return then.zip_with(mask, otherwise)
 
@@ -413,96 +455,16 @@ def _patch(base: pl.Series, mask: pl.Series, values: pl.Series) -> pl.Series:
     return out
 
 
-def _matches(number: pl.Expr, desc: _Desc | None) -> pl.Expr:
-    """phonenumbers' _is_number_matching_desc as an expression."""
-    if desc is None:
+def _length_test(number: pl.Expr, region: _PhoneRegion, *, too_long: bool) -> pl.Expr:
+    """phonenumbers' _test_number_length: TOO_LONG (too_long) or a length parse
+    accepts after stripping a national prefix (IS_POSSIBLE or TOO_LONG)."""
+    lengths = region.possible_lengths
+    if not lengths or lengths[0] == -1:
         return pl.lit(False)
-    hit = number.str.contains(desc.pattern)
-    if desc.lengths:
-        hit = number.str.len_chars().is_in(desc.lengths) & hit
-    return hit
-
-
-@functools.cache
-def _valid_expr(region: _PhoneRegion) -> pl.Expr:
-    """phonenumbers' _number_type_helper(n) != UNKNOWN, on column "n"."""
-    if region.general is None or not region.types:
-        return pl.lit(False)
-    number = pl.col("n")
-    return _matches(number, region.general) & pl.any_horizontal(
-        _matches(number, desc) for desc in region.types
-    )
-
-
-def _viable(numbers: pl.Series, region: _PhoneRegion) -> pl.Series:
-    """phonenumbers' _match_national_number against the general pattern."""
-    if region.general is None:
-        return _false(len(numbers))
-    return numbers.str.contains(region.general.pattern)
-
-
-@functools.cache
-def _is_valid_expr(country_code: str) -> pl.Expr:
-    """_is_valid as one expression on column "n": every region's patterns run on
-    every row, so it suits small groups and calling codes with one region."""
-    regions = _regions_for(country_code)
-    if len(regions) == 1:
-        return _valid_expr(regions[0])
-    number = pl.col("n")
-    return pl.coalesce(
-        pl.when(
-            number.str.contains(region.leading_digits)
-            if region.leading_digits
-            else _valid_expr(region)
-        ).then(_valid_expr(region))
-        for region in regions
-    ).fill_null(False)
-
-
-def _valid_for(numbers: pl.Series, region: _PhoneRegion) -> pl.Series:
-    """_valid_expr over a column, in one polars query (small groups are common)."""
-    return pl.DataFrame({"n": numbers}).select(_valid_expr(region)).to_series()
-
-
-def _is_valid(numbers: pl.Series, country_code: str) -> pl.Series:
-    """is_valid_number for national numbers that share one calling code.
-
-    Like phonenumbers, the first region (in metadata order) whose leading digits
-    match, or that has no leading digits and validates the number, decides.
-    """
-    regions = _regions_for(country_code)
-    if len(regions) == 1:
-        return _valid_for(numbers, regions[0])
-    valid = _false(len(numbers))
-    pending = _true(len(numbers))
-    leading = "|".join(r.leading_digits for r in regions if r.leading_digits)
-    may_lead: pl.Series | None = None
-    for region in regions:
-        rows = pending.arg_true()
-        if region.leading_digits:
-            if may_lead is None:
-                # One pass over the rows left decides which may need any of the
-                # (many, for +1) regions chosen by leading digits.
-                may_lead = _false(len(numbers))
-                may_lead.scatter(rows, numbers.gather(rows).str.contains(leading))
-            rows = rows.filter(may_lead.gather(rows))
-        if rows.is_empty():
-            continue
-        subset = numbers.gather(rows)
-        if region.leading_digits:
-            chosen = subset.str.contains(region.leading_digits)
-            rows, subset = rows.filter(chosen), subset.filter(chosen)
-            ok = _valid_for(subset, region)
-            pending.scatter(rows, False)
-        else:
-            ok = _valid_for(subset, region)
-            pending.scatter(rows.filter(ok), False)
-        winners = rows.filter(ok)
-        if not winners.is_empty():
-            valid.scatter(winners, True)
-        if not pending.any():
-            break
-    return valid
+    size = number.str.len_chars()
+    longer = size > max(lengths)
+    accepted = longer if too_long else size.is_in(lengths) | longer
+    return accepted & ~size.is_in(region.local_lengths)
 
 
 @functools.cache
@@ -515,7 +477,7 @@ def _strip_expr(region: _PhoneRegion, *, check_length: bool) -> pl.Expr:
     number = pl.col("n")
     if region.national_prefix is None:
         return number
-    found = number.str.extract_groups(region.national_prefix)
+    found = number.str.extract_groups(f"^((?:{region.national_prefix}))([0-9]*)$")
     rest = found.struct.field(str(region.prefix_groups + 2))
     stripped = rest
     if region.transform_rule and region.prefix_groups:
@@ -532,291 +494,170 @@ def _strip_expr(region: _PhoneRegion, *, check_length: bool) -> pl.Expr:
             .then(pl.concat_str(*pieces, rest))
             .otherwise(rest)
         )
-    if region.general is None:
-        viable, still_viable = pl.lit(False), pl.lit(False)
-    else:
-        viable = number.str.contains(region.general.pattern)
-        still_viable = stripped.str.contains(region.general.pattern)
+    viable = number.str.contains(region.viable())
     # Keep the number as written when it was viable and stripping breaks that.
-    take = found.struct.field("1").is_not_null() & ~(viable & ~still_viable)
+    take = found.struct.field("1").is_not_null() & ~(
+        viable & ~stripped.str.contains(region.viable())
+    )
     if check_length:
-        lengths = stripped.str.len_chars()
-        if region.possible_lengths and region.possible_lengths[0] != -1:
-            take = take & (
-                (
-                    lengths.is_in(region.possible_lengths)
-                    | (lengths > max(region.possible_lengths))
-                )
-                & ~lengths.is_in(region.local_lengths)
-            )
-        else:
-            take = pl.lit(False)
+        take = take & _length_test(stripped, region, too_long=False)
     return pl.when(take).then(stripped).otherwise(number)
 
 
-def _strip_numbers(
-    numbers: pl.Series, region: _PhoneRegion, *, check_length: bool = True
-) -> pl.Series:
-    """_strip_expr over a column, run only on the rows its prefix could match."""
-    if region.national_prefix is None or numbers.is_empty():
-        return numbers
-    hit = numbers.str.contains(region.national_prefix_start)
-    if not hit.any():
-        return numbers
-    stripped = (
-        pl.DataFrame({"n": numbers.filter(hit)})
-        .lazy()
-        .select(_strip_expr(region, check_length=check_length))
-        .collect()
-        .to_series()
-    )
-    return _patch(numbers, hit, stripped)
-
-
-def _too_long(numbers: pl.Series, region: _PhoneRegion) -> pl.Series:
-    """phonenumbers' _test_number_length(...) == TOO_LONG over a column."""
-    if not region.possible_lengths or region.possible_lengths[0] == -1:
-        return _false(len(numbers))
-    lengths = numbers.str.len_chars()
-    return (lengths > max(region.possible_lengths)) & ~lengths.is_in(
-        region.local_lengths
-    )
-
-
-@dataclass(frozen=True, kw_only=True)
-class _Group:
-    """Rows (columns i, rest) of one calling code and the region whose national
-    prefix applies to them (None: the calling code's main region)."""
-
-    rows: pl.DataFrame
-    country_code: str
-    region: _PhoneRegion | None = None
+def _strip_rows(rows: pl.DataFrame, region: _PhoneRegion) -> pl.DataFrame:
+    """_strip_expr (without the length test) on column "n" of ``rows``."""
+    return rows.lazy().with_columns(n=_strip_expr(region, check_length=False)).collect()
 
 
 def _international_prefix(
-    national: pl.DataFrame, region: _PhoneRegion
+    national: pl.DataFrame, region: _PhoneRegion, *, double_zero: bool
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Split (national, international) rows by the region's international prefix.
+    """Split rows (i, digits) into (national, international) ones.
 
     Like phonenumbers, "011 44 ..." with region US is international unless a 0
-    follows the prefix. A leading "00" that is not the region's prefix is read
-    as "+" too (phonenumbers would read "0044..." in the US as a US number).
+    follows the prefix. With double_zero, a leading "00" is read as "+" too.
     """
-    digits = national.get_column("digits")
-    moved = pl.Series("idd", [None] * len(digits), dtype=pl.String)
-    if region.international_prefix:
-        hit = digits.str.contains(f"^(?:{region.international_prefix})")
-        if hit.any():
-            after = digits.filter(hit).str.extract(
-                f"^(?:{region.international_prefix})([0-9]*)$", 1
-            )
-            moved = _patch(
-                moved,
-                hit,
-                pl.select(pl.when(~after.str.starts_with("0")).then(after)).to_series(),
-            )
-    double_zero = moved.is_null() & digits.str.starts_with("00")
-    if double_zero.any():
-        moved = _patch(moved, double_zero, digits.filter(double_zero).str.slice(2))
-    taken = moved.is_not_null()
-    intl = national.filter(taken).with_columns(digits=moved.filter(taken))
-    return national.filter(~taken), intl
+    digits = pl.col("digits")
+    after = (
+        digits.str.extract(f"^(?:{region.international_prefix})([0-9]*)$", 1)
+        if region.international_prefix
+        else pl.lit(None, dtype=pl.String)
+    )
+    moved: pl.Expr = pl.when(~after.str.starts_with("0")).then(after)
+    if double_zero:
+        moved = moved.fill_null(
+            pl.when(digits.str.starts_with("00")).then(digits.str.slice(2))
+        )
+    frame = national.with_columns(moved=moved)
+    taken = pl.col("moved").is_not_null()
+    return (
+        frame.filter(~taken).select("i", "digits"),
+        frame.filter(taken).select("i", digits="moved"),
+    )
 
 
 def _national_rows(national: pl.DataFrame, region: _PhoneRegion) -> pl.DataFrame:
-    """Rows read with the default region, including "14155550100" for US.
+    """Rows (i, digits) read with the default region, as parsed rows (_finish).
 
-    phonenumbers takes a leading country code without "+" when the number is
-    not viable with it but is without it, or is too long with it; such rows
-    then use the calling code's main region for the national prefix, the others
-    the default region. Returns columns i, cc, rest, strip (see _parsed).
+    phonenumbers also takes a leading country code without "+" ("14155550134"
+    in the US) when the number is not viable with it but is without it, or is
+    too long with it; the national prefix of the calling code's main region
+    then applies, else the default region's.
     """
     code = region.country_code
-    digits = national.get_column("digits")
-    starts = digits.str.starts_with(code)
-    rest = digits
-    main = _false(len(digits))
+    main = _tables().by_country[code][0]
+    frame = national.select("i", n="digits")
+    starts = frame.get_column("n").str.starts_with(code)
     if starts.any():
-        full = digits.filter(starts)
-        potential = _strip_numbers(
-            full.str.slice(len(code)), region, check_length=False
+        full = frame.filter(starts)
+        cut = _strip_rows(full.with_columns(n=pl.col("n").str.slice(len(code))), region)
+        full = full.with_columns(potential=cut.get_column("n"))
+        digits, potential = pl.col("n"), pl.col("potential")
+        take = (
+            ~digits.str.contains(region.viable())
+            & potential.str.contains(region.viable())
+        ) | _length_test(digits, region, too_long=True)
+        full = full.select(
+            "i",
+            n=pl.when(take).then(potential).otherwise(digits),
+            strip=pl.when(take).then(pl.lit(main)).otherwise(pl.lit(region.key)),
         )
-        take = (~_viable(full, region) & _viable(potential, region)) | _too_long(
-            full, region
+        frame = pl.concat(
+            [frame.filter(~starts).with_columns(strip=pl.lit(region.key)), full]
         )
-        rest = _patch(rest, starts, _where(take, potential, full))
-        main = _patch(main, starts, take)
-    own = "" if _regions_for(code)[0].code == region.code else region.code
-    return national.select("i").with_columns(
-        cc=pl.lit(code),
-        rest=rest,
-        strip=pl.when(pl.lit(main)).then(pl.lit("")).otherwise(pl.lit(own)),
-    )
+    else:
+        frame = frame.with_columns(strip=pl.lit(region.key))
+    return frame.select("i", cc=pl.lit(code), rest="n", strip="strip")
 
 
 def _international_rows(intl: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series]:
-    """Rows written with a country code (see _parsed); plus those of unknown codes."""
-    with_cc = intl.with_columns(
-        cc=pl.col("digits").str.extract(_country_codes_pattern(), 1)
-    )
+    """Rows (i, digits) written with a calling code, as parsed rows (_finish);
+    and the rows whose calling code is unknown."""
+    tables = _tables()
+    with_cc = intl.with_columns(cc=pl.col("digits").str.extract(tables.country_code, 1))
     unknown = with_cc.filter(pl.col("cc").is_null()).get_column("i")
+    main = {code: keys[0] for code, keys in tables.by_country.items()}
     known = with_cc.filter(pl.col("cc").is_not_null()).select(
         "i",
         "cc",
         rest=pl.col("digits").str.slice(pl.col("cc").str.len_chars()),
-        strip=pl.lit(""),
+        strip=pl.col("cc").replace_strict(main, return_dtype=pl.String),
     )
     return known, unknown
 
 
-def _finish(group: _Group) -> pl.DataFrame:
-    """Columns i and e164 for the rows of one group that hold a valid number."""
-    code = group.country_code
-    region = group.region or _regions_for(code)[0]
-    number = _strip_numbers(group.rows.get_column("rest"), region)
-    return (
-        pl.DataFrame(
-            {
-                "i": group.rows.get_column("i"),
-                "n": number,
-                "valid": _is_valid(number, code),
-            }
-        )
-        .lazy()
-        .filter(pl.col("valid") & pl.col("n").str.len_chars().is_between(2, 17))
-        .select("i", e164=pl.lit("+" + code) + pl.col("n"))
-        .collect()
-    )
+def _finish(parsed: pl.DataFrame) -> pl.DataFrame:
+    """Columns i and e164 for the parsed rows that hold valid numbers.
 
-
-# A group of a shared calling code (+1, +7, +44...) this small is checked in one
-# query with the others; a bigger one filters through its regions step by step.
-_SMALL_GROUP = 1000
-
-
-def _finish_all(parsed: pl.DataFrame, region: _PhoneRegion | None) -> pl.DataFrame:
-    """Columns i and e164 (null when invalid) for the parsed rows.
-
-    ``parsed`` has columns i, cc, rest (the national part as written) and strip:
-    "" when the national prefix of the calling code's main region applies, else
-    the code of the default region whose prefix does.
+    ``parsed`` has columns i, cc, rest (the digits after the calling code) and
+    strip (the key of the region whose national prefix applies).
     """
-    single = pl.col("cc").is_in(_single_region_codes())
-    parts = [
-        pl.DataFrame(schema={"i": pl.UInt32, "e164": pl.String}),
-        _finish_single(parsed.filter(single)),
-    ]
-    shared = parsed.filter(~single)
-    queries = []
-    for (code, strip), rows in shared.partition_by(
-        ["cc", "strip"], as_dict=True
-    ).items():
-        group = _Group(
-            rows=rows.select("i", "rest"),
-            country_code=str(code),
-            region=region if strip else None,
-        )
-        if group.rows.height > _SMALL_GROUP:
-            parts.append(_finish(group))
-            continue
-        number = pl.col("n")
-        valid = _is_valid_expr(group.country_code) & number.str.len_chars().is_between(
-            2, 17
-        )
-        queries.append(
-            group.rows.lazy()
-            .select("i", n=pl.col("rest"))
-            .with_columns(
-                n=_strip_expr(
-                    group.region or _regions_for(group.country_code)[0],
-                    check_length=True,
-                )
-            )
-            .select(
-                "i",
-                e164=pl.when(valid).then(pl.lit("+" + group.country_code) + number),
-            )
-        )
-    parts += pl.collect_all(queries)
-    return pl.concat(parts)
-
-
-@functools.cache
-def _single_region_codes() -> frozenset[str]:
-    return frozenset(
-        str(code)
-        for code, regions in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.items()
-        if len(regions) == 1
-    )
-
-
-def _lengths_pattern(lengths: tuple[int, ...]) -> str:
-    return "(?:" + "|".join(map(str, lengths)) + ")" if lengths else "[0-9]+"
-
-
-@functools.cache
-def _single_region_patterns() -> tuple[str, str, str]:
-    """Patterns over all calling codes with one region, keyed by the code.
-
-    Returns (national prefix start on "cc#n", general and type patterns on
-    "cc#length#n"). One pattern for all codes means one polars call per batch,
-    not one per country: a file with numbers from 200 countries stays fast.
-    """
-    prefixes: list[str] = []
-    general: list[str] = []
-    types: list[str] = []
-    for code in sorted(_single_region_codes()):
-        (region,) = _regions_for(code)
-        if region.national_prefix:
-            prefixes.append(f"{code}#{region.national_prefix_start[1:]}")
-        if region.general is None or not region.types:
-            continue
-        general.append(
-            f"{code}#{_lengths_pattern(region.general.lengths)}#(?:{region.general.body})"
-        )
-        types += [
-            f"{code}#{_lengths_pattern(desc.lengths)}#(?:{desc.body})"
-            for desc in region.types
-        ]
-    return (
-        "^(?:" + "|".join(prefixes) + ")",
-        "^(?:" + "|".join(general) + ")$",
-        "^(?:" + "|".join(types) + ")$",
-    )
-
-
-def _finish_single(rows: pl.DataFrame) -> pl.DataFrame:
-    """_finish_all for the calling codes with a single region, in a few calls."""
-    prefix, general, types = _single_region_patterns()
-    hit = rows.select(
-        pl.concat_str("cc", pl.lit("#"), "rest").str.contains(prefix)
-    ).to_series()
-    frame = rows.select("i", "cc", n="rest")
+    tables = _tables()
+    keyed = pl.concat_str("strip", pl.lit("#"), "rest")
+    hit = parsed.select(keyed.str.contains(tables.national_prefix)).to_series()
+    frame = parsed.select("i", "cc", n="rest")
     if hit.any():
-        # Only these rows can lose a national prefix: usually few, or one country.
+        # Only these rows can lose a national prefix: usually few, or one region.
+        found = parsed.filter(hit).select("i", "strip", n="rest")
         queries = [
-            group.lazy()
+            rows.lazy()
             .select("i", "n")
-            .with_columns(n=_strip_expr(_regions_for(str(code))[0], check_length=True))
-            for (code,), group in frame.filter(hit)
-            .partition_by("cc", as_dict=True)
-            .items()
+            .with_columns(n=_strip_expr(tables.regions[str(key)], check_length=True))
+            for (key,), rows in found.partition_by("strip", as_dict=True).items()
         ]
         stripped = pl.concat(pl.collect_all(queries)).rename({"n": "stripped"})
         frame = frame.join(stripped, on="i", how="left", maintain_order="left").select(
             "i", "cc", n=pl.coalesce("stripped", "n")
         )
+    return _valid_numbers(frame.filter(pl.col("n").str.len_chars().is_between(2, 17)))
+
+
+def _valid_numbers(frame: pl.DataFrame) -> pl.DataFrame:
+    """is_valid_number over rows (i, cc, n): columns i and e164 of the valid ones.
+
+    Like phonenumbers, the first region of the calling code (in metadata order)
+    whose leading digits match, or that has none and validates the number,
+    decides. Each round tries the next region on the rows still undecided; most
+    are decided in the first.
+    """
+    tables = _tables()
     number = pl.col("n")
-    length = number.str.len_chars()
-    key = pl.concat_str("cc", pl.lit("#"), length.cast(pl.String), pl.lit("#"), number)
-    valid = (
-        length.is_between(2, 17) & key.str.contains(general) & key.str.contains(types)
+    key = pl.col("key")
+    size = number.str.len_chars().cast(pl.String)
+    long_key = pl.concat_str(key, pl.lit("#"), size, pl.lit("#"), number)
+    ok = long_key.str.contains(tables.general) & long_key.str.contains(tables.types)
+    chosen = (
+        pl.when(key.is_in(tables.leading_keys))
+        .then(pl.concat_str(key, pl.lit("#"), number).str.contains(tables.leading))
+        .otherwise(ok)
     )
-    return (
-        frame.lazy()
-        .select("i", e164=pl.when(valid).then(pl.concat_str(pl.lit("+"), "cc", number)))
-        .collect()
-    )
+    valid = [pl.DataFrame(schema={"i": pl.UInt32, "e164": pl.String})]
+    round_ = 0
+    while not frame.is_empty():
+        keys = {
+            code: regions[round_]
+            for code, regions in tables.by_country.items()
+            if len(regions) > round_
+        }
+        done = (
+            frame.lazy()
+            .with_columns(
+                key=pl.col("cc").replace_strict(
+                    keys, default=None, return_dtype=pl.String
+                )
+            )
+            .filter(key.is_not_null())
+            .with_columns(ok=ok, chosen=chosen)
+            .collect()
+        )
+        valid.append(
+            done.filter("chosen", "ok").select(
+                "i", e164=pl.concat_str(pl.lit("+"), "cc", "n")
+            )
+        )
+        frame = done.filter(~pl.col("chosen")).select("i", "cc", "n")
+        round_ += 1
+    return pl.concat(valid)
 
 
 def _clean(text: pl.Series) -> pl.Series:
@@ -833,11 +674,7 @@ def _clean(text: pl.Series) -> pl.Series:
 
 def _e164_series(raw: pl.Series, region_code: str | None) -> pl.Series:
     """Normalise one column of phone numbers; returns the result struct."""
-    region = (
-        _phone_region(region_code, phonenumbers.country_code_for_region(region_code))
-        if region_code
-        else None
-    )
+    region = _tables().regions[region_code] if region_code else None
     length = len(raw)
     raw = raw.cast(pl.String)
     text = raw.str.strip_chars()
@@ -865,17 +702,21 @@ def _e164_series(raw: pl.Series, region_code: str | None) -> pl.Series:
     ).filter(number)
     plus_rows = plus.filter(number)
     intl = frame.filter(plus_rows)
-    national = frame.filter(~plus_rows)
     parsed: list[pl.DataFrame] = []
-    if region is not None and not national.is_empty():
-        national, moved = _international_prefix(national, region)
-        intl = pl.concat([intl, moved])
+    if region is not None:
+        national, moved = _international_prefix(
+            frame.filter(~plus_rows), region, double_zero=True
+        )
+        # phonenumbers reads "+00 44..." through the region's prefix as well.
+        zero = pl.col("digits").str.starts_with("0")
+        _, rescued = _international_prefix(intl.filter(zero), region, double_zero=False)
+        intl = pl.concat([intl.filter(~zero), rescued, moved])
         if not national.is_empty():
             parsed.append(_national_rows(national, region))
     known, unknown = _international_rows(intl)
     parsed.append(known)
     e164 = pl.repeat(None, length, dtype=pl.String, eager=True)
-    done = _finish_all(pl.concat(parsed), region)
+    done = _finish(pl.concat(parsed))
     if not done.is_empty():
         e164.scatter(done.get_column("i"), done.get_column("e164"))
     why = pl.repeat(None, length, dtype=pl.String, eager=True)

@@ -337,24 +337,29 @@ def test_set_rate_rejects_non_positive_rates() -> None:
 def make_adaptive(
     ceiling: float = 10.0, **kwargs: float
 ) -> tuple[FakeClock, TokenBucket, AdaptiveRate]:
+    """An AdaptiveRate with pinned parameters (halve, +0.25/s) unless overridden."""
     clock = FakeClock()
     bucket = TokenBucket(ceiling, clock=clock)
-    adaptive = AdaptiveRate(bucket, ceiling=ceiling, clock=clock, **kwargs)
+    params: dict[str, float] = {"decrease": 0.5, "increase_per_second": 0.25}
+    params.update(kwargs)
+    adaptive = AdaptiveRate(bucket, ceiling=ceiling, clock=clock, **params)
     return clock, bucket, adaptive
 
 
 def test_defaults_match_the_documented_regrowth() -> None:
-    clock, bucket, adaptive = make_adaptive(10.0)
+    clock = FakeClock()
+    bucket = TokenBucket(20.0, clock=clock)
+    adaptive = AdaptiveRate(bucket, ceiling=20.0, clock=clock)
     adaptive.on_throttle()
-    assert adaptive.current == 5.0
-    # About +1 request/s every 4 s, back at the ceiling 20 s after the cut.
-    clock.advance(4.0)
+    assert adaptive.current == 16.0
+    # +1 request/s every 2 s: back at the ceiling 8 s after the cut.
+    clock.advance(2.0)
     adaptive.on_success()
-    assert adaptive.current == 6.0
-    clock.advance(16.0)
+    assert adaptive.current == 17.0
+    clock.advance(6.0)
     adaptive.on_success()
-    assert adaptive.current == 10.0
-    assert bucket.rate == 10.0
+    assert adaptive.current == 20.0
+    assert bucket.rate == 20.0
 
 
 def test_a_burst_of_throttles_is_one_cut() -> None:
