@@ -1,0 +1,148 @@
+"""Ctrl-C and SIGTERM stop a real run cleanly: all rows get a status."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from tests.conftest import MAPPINGS, SAMPLES
+
+ROWS = 400
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+    )
+    return env
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    users = tmp_path / "users.csv"
+    users.write_text(
+        "username\n" + "".join(f"user{i:04d}\n" for i in range(1, ROWS + 1))
+    )
+    port_file = tmp_path / "endpoint.txt"
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "migrate.sandbox",
+            "serve",
+            "--schema",
+            str(SAMPLES / "pool-schema.json"),
+            "--users",
+            str(users),
+            "--port-file",
+            str(port_file),
+            "--latency",
+            "0.02",
+            "--quota",
+            "none",
+        ],
+        env=_env(),
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not port_file.exists():
+            assert server.poll() is None
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        endpoint, pool_id = port_file.read_text().split()
+        yield endpoint, pool_id
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_cleanly_and_resume_finishes(
+    served: tuple[str, str], tmp_path: Path, signum: int
+) -> None:
+    endpoint, pool_id = served
+    data = tmp_path / "input.csv"
+    data.write_text(
+        "username,tenant\n" + "".join(f"user{i:04d},t{i}\n" for i in range(1, ROWS + 1))
+    )
+    job = tmp_path / "job.sqlite"
+    report = tmp_path / "report.csv"
+    command = [
+        sys.executable,
+        "-m",
+        "migrate",
+        "run",
+        str(data),
+        "-m",
+        str(MAPPINGS / "backfill-tenant.toml"),
+        "--user-pool-id",
+        pool_id,
+        "--endpoint-url",
+        endpoint,
+        "--region",
+        "us-east-1",
+        "--job",
+        str(job),
+        "--report",
+        str(report),
+        "--rate",
+        "40",
+        "--yes",
+        "--quiet",
+    ]
+    process = subprocess.Popen(
+        command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 60
+        # Wait until the job has really started sending.
+        while not job.exists() or os.path.getsize(job) == 0:
+            assert process.poll() is None, process.communicate()[0].decode()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(2.0)
+        process.send_signal(signum)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    text = output.decode()
+    assert process.returncode == 130, text
+    assert "Traceback" not in text
+    assert f"cognito-migrate resume {job}" in text
+
+    first = pl.read_csv(report, infer_schema=False)
+    assert first.height == ROWS
+    counts = dict(first.group_by("status").len().iter_rows())
+    assert set(counts) == {"updated", "not_attempted"}
+    assert 0 < counts["updated"] < ROWS
+
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "migrate", "resume", str(job)),
+            *("--report", str(report), "--rate", "200", "--quiet"),
+        ],
+        env=_env(),
+        capture_output=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
+    final = pl.read_csv(report, infer_schema=False)
+    assert final.height == ROWS
+    assert set(final["status"]) == {"updated"}
