@@ -29,7 +29,7 @@ from migrate.errors import CheckpointError, FatalError
 from migrate.records import Outcome, Status
 
 #: Version of the ledger's layout; bump with a migration in _MIGRATIONS.
-LEDGER_VERSION = 1
+LEDGER_VERSION = 2
 #: Commit at least this often (outcomes) ...
 COMMIT_EVERY = 1000
 #: ... or this often (seconds), whichever comes first.
@@ -77,6 +77,12 @@ _MIGRATIONS: dict[int, str] = {
         result     TEXT
     );
     """,
+    # The attribute values a row sent, and their values before (from a
+    # snapshot), so that a job can be audited and rolled back.
+    2: """
+    ALTER TABLE outcomes ADD COLUMN sent TEXT;
+    ALTER TABLE outcomes ADD COLUMN before TEXT;
+    """,
 }
 
 _OUTCOME_COLUMNS = (
@@ -92,6 +98,8 @@ _OUTCOME_COLUMNS = (
     "finished_at",
     "delivery",
     "recorded",
+    "sent",
+    "before",
 )
 
 
@@ -408,7 +416,7 @@ class Ledger:
     def outcomes(self, *, first_row: int, last_row: int) -> Iterator[tuple[Any, ...]]:
         """Stored outcomes of rows first_row..last_row, in row order."""
         cursor = self._db.execute(
-            f"SELECT {', '.join(_OUTCOME_COLUMNS[:-1])} FROM outcomes "
+            f"SELECT {', '.join(_REPORT_COLUMNS)} FROM outcomes "
             "WHERE row BETWEEN ? AND ? ORDER BY row",
             (first_row, last_row),
         )
@@ -444,6 +452,9 @@ class Ledger:
             raise _write_error(self.path, error) from error
 
 
+#: Ledger columns of the per-user report, in report order.
+_REPORT_COLUMNS = _OUTCOME_COLUMNS[: _OUTCOME_COLUMNS.index("recorded")]
+
 _UPSERT = (
     f"INSERT OR REPLACE INTO outcomes({', '.join(_OUTCOME_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(_OUTCOME_COLUMNS))})"
@@ -464,6 +475,8 @@ def _outcome_row(outcome: Outcome) -> tuple[Any, ...]:
         outcome.finished_at,
         outcome.delivery,
         time.time(),
+        json.dumps(outcome.sent) if outcome.sent is not None else None,
+        json.dumps(outcome.before) if outcome.before is not None else None,
     )
 
 
@@ -494,6 +507,8 @@ def outcome_rows(
             finished_at,
             None,
             now,
+            None,
+            None,
         )
 
 

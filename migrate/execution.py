@@ -226,7 +226,12 @@ class Executor:
     def _process(self, item: WorkItem) -> Outcome:
         changed = tuple(item.set_attributes)
         deleted = item.delete_attributes
-        base = Outcome(row=item.row, user=item.user, status=Status.NOT_ATTEMPTED)
+        base = Outcome(
+            row=item.row,
+            user=item.key if item.key is not None else item.user,
+            username=item.user,
+            status=Status.NOT_ATTEMPTED,
+        )
         if self._stop.is_set():
             return base
         calls: list[Callable[[WorkItem], CallResult]] = []
@@ -262,8 +267,9 @@ class Executor:
         return replace(
             base,
             status=Status.UPDATED,
-            username=item.user,
             changed=changed,
+            sent=dict(item.set_attributes),
+            before=item.before,
             deleted=deleted,
             attempts=attempts,
             finished_at=self._now(),

@@ -9,7 +9,7 @@ already marked the row invalid.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import polars as pl
@@ -29,10 +29,131 @@ from migrate.records import (
 )
 from migrate.validation import SUPERSEDED_BY
 
+#: Normalised lookup key of a row / of a snapshot user.
+KEY = "__key"
+#: The username a snapshot resolved the key to.
+USERNAME = "__username"
+#: How many snapshot users the key matched.
+MATCHES = "__matches"
+#: True when the row had anything to set or delete before the diff.
+HAD_CHANGES = "__had_changes"
+#: Snapshot columns that identify a user for each kind of key.
+_KEY_COLUMN = {
+    "username": "username",
+    "email": "email",
+    "phone_number": "phone_number",
+    "sub": "sub",
+}
+#: Attributes that are aliases: a value two users must not share.
+ALIAS_ATTRIBUTES = ("email", "phone_number")
 #: Attributes this row sets (list[str]).
 CHANGED = "__changed"
 #: Status of rows that still need a call; never written to a report.
 PENDING = "pending"
+
+
+def current_col(attribute: str) -> str:
+    """Frame column holding the user's current value of ``attribute`` (snapshot)."""
+    return f"^{attribute}"
+
+
+def owner_col(attribute: str) -> str:
+    """Frame column naming the snapshot user that already holds the row's value."""
+    return f"&{attribute}"
+
+
+def _normalised(expr: pl.Expr, kind: str, case_sensitive: bool | None) -> pl.Expr:
+    expr = expr.str.strip_chars()
+    if kind in ("email", "sub") or (kind == "username" and not case_sensitive):
+        return expr.str.to_lowercase()
+    return expr
+
+
+@dataclass(frozen=True, kw_only=True)
+class CurrentValues:
+    """The users' current attributes, from a snapshot, keyed like the mapping.
+
+    ``users`` has one row per distinct key: KEY, USERNAME, MATCHES and the
+    current value of every attribute the job touches. ``aliases`` maps email /
+    phone_number to (normalised value -> the username holding it).
+    """
+
+    users: pl.DataFrame
+    aliases: dict[str, pl.DataFrame]
+    user_as: str
+    case_sensitive: bool | None
+    source: str
+
+    @classmethod
+    def from_snapshot(
+        cls,
+        snapshot: pl.LazyFrame,
+        *,
+        mapping: Mapping,
+        case_sensitive: bool | None,
+        source: str,
+        collect: Callable[[pl.LazyFrame], pl.DataFrame] | None = None,
+    ) -> CurrentValues:
+        """Index a snapshot (see migrate.snapshot) for one mapping's job."""
+        run = collect or (lambda query: query.collect(engine="streaming"))
+        present = set(snapshot.collect_schema().names())
+        touched = list(dict.fromkeys([*mapping.attributes, *mapping.delete]))
+        key_column = _KEY_COLUMN[mapping.user_as]
+
+        def value(name: str) -> pl.Expr:
+            if name in present:
+                return pl.col(name).alias(current_col(name))
+            return pl.lit(None, dtype=pl.String).alias(current_col(name))
+
+        users = run(
+            snapshot.select(
+                _normalised(pl.col(key_column), mapping.user_as, case_sensitive).alias(
+                    KEY
+                ),
+                pl.col("username").alias(USERNAME),
+                *(value(name) for name in touched),
+            )
+            .filter(pl.col(KEY).is_not_null() & (pl.col(KEY) != ""))
+            .group_by(KEY)
+            .agg(pl.len().cast(pl.Int64).alias(MATCHES), pl.all().first())
+        )
+        aliases: dict[str, pl.DataFrame] = {}
+        for name in ALIAS_ATTRIBUTES:
+            if name in mapping.attributes and name in present:
+                aliases[name] = run(
+                    snapshot.select(
+                        _normalised(pl.col(name), name, case_sensitive).alias(KEY),
+                        pl.col("username").alias(owner_col(name)),
+                    )
+                    .filter(pl.col(KEY).is_not_null() & (pl.col(KEY) != ""))
+                    .unique(subset=[KEY], keep="first")
+                )
+        return cls(
+            users=users,
+            aliases=aliases,
+            user_as=mapping.user_as,
+            case_sensitive=case_sensitive,
+            source=source,
+        )
+
+    def attach(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """Join each row with its user's current values (and alias owners)."""
+        frame = frame.with_columns(
+            _normalised(pl.col(USER), self.user_as, self.case_sensitive).alias(KEY)
+        ).join(self.users, on=KEY, how="left", coalesce=True)
+        for name, owners in self.aliases.items():
+            target = _normalised(pl.col(value_col(name)), name, self.case_sensitive)
+            frame = (
+                frame.with_columns(target.alias("__alias"))
+                .join(
+                    owners.rename({KEY: "__alias"}),
+                    on="__alias",
+                    how="left",
+                    coalesce=True,
+                )
+                .drop("__alias")
+            )
+        return frame
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,102 +161,197 @@ class Planner:
     """Decides each row's fate from the mapping's blank policy and validation."""
 
     mapping: Mapping
+    #: Current values from a snapshot: enables the diff and the key lookup.
+    current: CurrentValues | None = None
 
     @property
     def attributes(self) -> tuple[str, ...]:
         """Attribute names the mapping sets, in mapping order."""
         return tuple(self.mapping.attributes)
 
+    def _sends(self, attribute: str) -> pl.Expr:
+        """Whether this row sends ``attribute``: it has a value that differs."""
+        value = pl.col(value_col(attribute))
+        if self.current is None:
+            return value.is_not_null()
+        current = pl.col(current_col(attribute))
+        return value.is_not_null() & (current.is_null() | (current != value))
+
+    def _exists(self, attribute: str) -> pl.Expr:
+        """Whether the user has ``attribute`` now (always assumed without a diff)."""
+        if self.current is None:
+            return pl.lit(True)
+        return pl.col(current_col(attribute)).is_not_null()
+
+    def _names(self, exprs: Sequence[pl.Expr]) -> pl.Expr:
+        return pl.concat_list(
+            exprs or [pl.lit(None, dtype=pl.String)]
+        ).list.drop_nulls()
+
     def plan(self, validated: pl.DataFrame, *, dry_run: bool) -> pl.DataFrame:
         """Add CHANGED, DELETES and STATUS to a validated batch.
 
         Valid rows with something to do become ``would_update`` in a dry run and
-        ``pending`` otherwise. The error columns gain the reason for skips.
+        ``pending`` otherwise; the error columns say why a row is not sent. With
+        current values (a snapshot) only what differs is sent, keys are resolved
+        to usernames, and unknown or ambiguous keys fail without a call.
         """
         names = self.attributes
-        changed = pl.concat_list(
-            [pl.when(pl.col(value_col(a)).is_not_null()).then(pl.lit(a)) for a in names]
-            or [pl.lit(None, dtype=pl.String)]
-        ).list.drop_nulls()
-        delete_parts: list[pl.Expr] = [pl.lit(a) for a in self.mapping.delete]
-        if self.mapping.blank == "delete":
+        blank_deletes = self.mapping.blank == "delete"
+        had = [pl.col(value_col(a)).is_not_null() for a in names]
+        had += [pl.lit(True) for _ in self.mapping.delete]
+        if blank_deletes:
+            had += [pl.col(value_col(a)).is_null() for a in names]
+        frame = validated
+        if self.current is not None:
+            frame = self.current.attach(frame)
+        changed = self._names([pl.when(self._sends(a)).then(pl.lit(a)) for a in names])
+        delete_parts: list[pl.Expr] = [
+            pl.when(self._exists(a)).then(pl.lit(a)) for a in self.mapping.delete
+        ]
+        if blank_deletes:
             delete_parts += [
-                pl.when(pl.col(value_col(a)).is_null()).then(pl.lit(a)) for a in names
+                pl.when(pl.col(value_col(a)).is_null() & self._exists(a)).then(
+                    pl.lit(a)
+                )
+                for a in names
             ]
-        deletes = pl.concat_list(
-            delete_parts or [pl.lit(None, dtype=pl.String)]
-        ).list.drop_nulls()
-
         superseded = (
             pl.col(SUPERSEDED_BY)
-            if SUPERSEDED_BY in validated.columns
+            if SUPERSEDED_BY in frame.columns
             else pl.lit(None, dtype=pl.Int64)
         )
-        frame = validated.with_columns(
-            changed.alias(CHANGED), deletes.alias(DELETES), superseded.alias("__sup")
+        frame = frame.with_columns(
+            changed.alias(CHANGED),
+            self._names(delete_parts).alias(DELETES),
+            superseded.alias("__sup"),
+            pl.any_horizontal(had or [pl.lit(False)]).alias(HAD_CHANGES),
         )
         nothing = (pl.col(CHANGED).list.len() == 0) & (pl.col(DELETES).list.len() == 0)
         go = Status.WOULD_UPDATE.value if dry_run else PENDING
-        status = (
-            pl.when(pl.col(ERROR_CODE).is_not_null())
-            .then(pl.lit(Status.INVALID.value))
-            .when(pl.col("__sup").is_not_null())
-            .then(pl.lit(Status.SKIPPED.value))
-            .when(nothing)
-            .then(pl.lit(Status.SKIPPED.value))
-            .otherwise(pl.lit(go))
-        )
-        skip_code = (
-            pl.when(pl.col(ERROR_CODE).is_not_null())
-            .then(pl.col(ERROR_CODE))
-            .when(pl.col("__sup").is_not_null())
-            .then(pl.lit("superseded"))
-            .when(nothing)
-            .then(pl.lit("nothing_to_change"))
-        )
-        skip_message = (
-            pl.when(pl.col(ERROR_CODE).is_not_null())
-            .then(pl.col(ERROR_MESSAGE))
-            .when(pl.col("__sup").is_not_null())
-            .then(
+        # (condition, status, code, message), first match wins.
+        rules: list[tuple[pl.Expr, str, pl.Expr, pl.Expr]] = [
+            (
+                pl.col(ERROR_CODE).is_not_null(),
+                Status.INVALID.value,
+                pl.col(ERROR_CODE),
+                pl.col(ERROR_MESSAGE),
+            )
+        ]
+        if self.current is not None:
+            rules += self._lookup_rules()
+        rules += [
+            (
+                pl.col("__sup").is_not_null(),
+                Status.SKIPPED.value,
+                pl.lit("superseded"),
                 pl.format(
                     "row {}: superseded by row {} for the same user "
                     "(duplicates = last)",
                     pl.col(ROW),
                     pl.col("__sup"),
-                )
-            )
-            .when(nothing)
-            .then(
+                ),
+            ),
+            (
+                nothing & pl.col(HAD_CHANGES),
+                Status.UNCHANGED.value,
+                pl.lit("unchanged"),
+                pl.format("row {}: the user already holds these values", pl.col(ROW)),
+            ),
+            (
+                nothing,
+                Status.SKIPPED.value,
+                pl.lit("nothing_to_change"),
                 pl.format(
                     "row {}: nothing to change (every mapped cell is blank and "
                     "blank = skip)",
                     pl.col(ROW),
+                ),
+            ),
+        ]
+        status: pl.Expr = pl.lit(go)
+        code: pl.Expr = pl.lit(None, dtype=pl.String)
+        message: pl.Expr = pl.lit(None, dtype=pl.String)
+        for condition, name, reason, text in reversed(rules):
+            status = pl.when(condition).then(pl.lit(name)).otherwise(status)
+            code = pl.when(condition).then(reason).otherwise(code)
+            message = pl.when(condition).then(text).otherwise(message)
+        return frame.with_columns(
+            status.alias(STATUS), code.alias(ERROR_CODE), message.alias(ERROR_MESSAGE)
+        ).drop("__sup")
+
+    def _lookup_rules(self) -> list[tuple[pl.Expr, str, pl.Expr, pl.Expr]]:
+        assert self.current is not None
+        kind = self.mapping.user_as
+        source = self.current.source
+        rules: list[tuple[pl.Expr, str, pl.Expr, pl.Expr]] = [
+            (
+                pl.col(MATCHES).is_null(),
+                Status.FAILED.value,
+                pl.lit("UserNotFoundException"),
+                pl.format(
+                    f"row {{}}: no user with {kind} '{{}}' in the snapshot ({source})",
+                    pl.col(ROW),
+                    pl.col(USER),
+                ),
+            ),
+            (
+                pl.col(MATCHES) > 1,
+                Status.FAILED.value,
+                pl.lit("AmbiguousUser"),
+                pl.format(
+                    f"row {{}}: {{}} users have {kind} '{{}}' in the snapshot; "
+                    "key the row by username or sub",
+                    pl.col(ROW),
+                    pl.col(MATCHES),
+                    pl.col(USER),
+                ),
+            ),
+        ]
+        for name in self.current.aliases:
+            taken = (
+                pl.col(owner_col(name)).is_not_null()
+                & (pl.col(owner_col(name)) != pl.col(USERNAME))
+                & self._sends(name)
+            )
+            rules.append(
+                (
+                    taken,
+                    Status.INVALID.value,
+                    pl.lit("alias_taken"),
+                    pl.format(
+                        f"row {{}}, {name}: '{{}}' already belongs to user '{{}}' in "
+                        "the pool; Cognito may silently move it to this user or "
+                        "refuse, so it is not sent",
+                        pl.col(ROW),
+                        pl.col(value_col(name)),
+                        pl.col(owner_col(name)),
+                    ),
                 )
             )
-        )
-        return frame.with_columns(
-            status.alias(STATUS),
-            skip_code.alias(ERROR_CODE),
-            skip_message.alias(ERROR_MESSAGE),
-        ).drop("__sup")
+        return rules
 
     def work_items(self, planned: pl.DataFrame) -> Iterator[WorkItem]:
         """The pending rows of a planned batch as work items, in row order."""
         pending = planned.filter(pl.col(STATUS) == PENDING)
-        cols = [value_col(a) for a in self.attributes]
         has_token = TOKEN in pending.columns
+        resolved = self.current is not None
         for rec in pending.iter_rows(named=True):
+            changed: list[str] = rec[CHANGED]
+            deletes: list[str] = rec[DELETES]
+            user = rec[USERNAME] if resolved else rec[USER]
             yield WorkItem(
                 row=rec[ROW],
-                user=rec[USER],
-                set_attributes={
-                    a: rec[c]
-                    for a, c in zip(self.attributes, cols, strict=True)
-                    if rec[c] is not None
-                },
-                delete_attributes=tuple(rec[DELETES]),
+                user=user,
+                key=rec[USER] if user != rec[USER] else None,
+                set_attributes={a: rec[value_col(a)] for a in changed},
+                delete_attributes=tuple(deletes),
                 token=rec[TOKEN] if has_token else None,
+                before=(
+                    {a: rec[current_col(a)] for a in [*changed, *deletes]}
+                    if resolved
+                    else None
+                ),
             )
 
     def examples(self, planned: pl.DataFrame, limit: int) -> list[WorkItem]:
@@ -161,12 +377,16 @@ def report_frame(
     done = planned.filter(pl.col(STATUS) != PENDING)
     goes = pl.col(STATUS) == Status.WOULD_UPDATE.value
     empty = pl.lit([], dtype=pl.List(pl.String))
+    if USERNAME in done.columns:
+        username = pl.col(USERNAME)
+    elif username_is_key:
+        username = pl.col(USER)
+    else:
+        username = pl.lit(None, dtype=pl.String)
     frame = done.select(
         pl.col(ROW).cast(pl.Int64).alias("row"),
         pl.col(USER).alias("user"),
-        (pl.col(USER) if username_is_key else pl.lit(None, dtype=pl.String)).alias(
-            "username"
-        ),
+        username.alias("username"),
         pl.col(STATUS).alias("status"),
         pl.when(goes).then(pl.col(CHANGED)).otherwise(empty).alias("changed"),
         pl.when(goes).then(pl.col(DELETES)).otherwise(empty).alias("deleted"),

@@ -81,11 +81,18 @@ class WorkItem:
     """One user's planned change: what to set and what to delete."""
 
     row: int
+    #: The username the calls name (resolved through a snapshot when keyed by
+    #: email, phone or sub).
     user: str
     set_attributes: dict[str, str] = field(default_factory=dict)
     delete_attributes: tuple[str, ...] = ()
     # Held in memory only; repr=False keeps it out of logs and tracebacks.
     token: str | None = field(default=None, repr=False)
+    #: The key as given in the input, when it is not the username itself.
+    key: str | None = None
+    #: Values before the change of every attribute set or deleted (None: the
+    #: user did not have it), when known from a snapshot; what rollback restores.
+    before: dict[str, str | None] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,6 +110,10 @@ class Outcome:
     attempts: int = 0
     finished_at: str | None = None
     delivery: str | None = None
+    #: Attribute values sent (set) by this row's update.
+    sent: dict[str, str] | None = None
+    #: Values before the change, when known (see WorkItem.before).
+    before: dict[str, str | None] | None = None
 
 
 #: Cognito's standard (OIDC) attributes plus the ones every pool has. Custom
