@@ -21,7 +21,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from migrate import __version__, pipeline
-from migrate.checkpoint import Ledger, make_fingerprint
+from migrate.checkpoint import Fingerprint, Ledger, make_fingerprint
 from migrate.errors import ConfigError, FatalError, MigrateError
 from migrate.execution import (
     DEFAULT_CONCURRENCY,
@@ -33,7 +33,7 @@ from migrate.execution import (
     ExecutionStats,
 )
 from migrate.pipeline import DryRunResult, Job, prepare
-from migrate.records import OK_STATUSES, Status
+from migrate.records import OK_STATUSES, Status, WorkItem
 from migrate.schema import PoolSchema, load_schema_file, schema_from_describe
 from migrate.source import SourceOptions
 
@@ -455,6 +455,20 @@ def _schema(
 )
 @rate_options
 @click.option(
+    "--diff",
+    is_flag=True,
+    help="Compare with the users' current attributes first and send only what "
+    "changes (a fresh snapshot of the pool, unless --snapshot). Also resolves "
+    "email/phone/sub keys to usernames and records before-values for rollback.",
+)
+@click.option(
+    "--snapshot",
+    "snapshot_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Diff against this snapshot (from `cognito-migrate snapshot`); implies "
+    "--diff.",
+)
+@click.option(
     "-y", "--yes", is_flag=True, help="Don't ask before email/phone changes or deletes."
 )
 def run(
@@ -475,6 +489,8 @@ def run(
     concurrency: int,
     max_attempts: int,
     quiet: bool,
+    diff: bool,
+    snapshot_path: Path | None,
     yes: bool,
 ) -> None:
     """Run the migration: validate, plan, send with checkpoints, report.
@@ -491,6 +507,7 @@ def run(
     report_path = report_path or _default_name(
         input_path, mapping_path, "dry-run.report.csv" if dry_run else "report.csv"
     )
+    diff = diff or snapshot_path is not None
     try:
         config = _execution_config(rate, concurrency, max_attempts)
         if dry_run:
@@ -498,6 +515,23 @@ def run(
                 schema_path, user_pool_id, profile, region, endpoint_url
             )
             job = prepare(input_path, mapping_path, schema, source_options=options)
+            if diff:
+                if snapshot_path is None:
+                    if user_pool_id is None:
+                        raise click.UsageError(
+                            "--diff in a dry run needs --snapshot FILE or "
+                            "--user-pool-id (to take a snapshot)"
+                        )
+                    from migrate.cognito import make_client
+
+                    snapshot_path = _take_snapshot(
+                        make_client(_client_config(profile, region, endpoint_url)),
+                        user_pool_id,
+                        schema,
+                        _default_name(input_path, mapping_path, "snapshot.parquet"),
+                        quiet=quiet,
+                    )
+                job = job.with_snapshot(snapshot_path)
             progress = _Progress(quiet=quiet, label="dry run")
             try:
                 result = pipeline.dry_run(
@@ -518,6 +552,7 @@ def run(
                 job_path=job_path,
                 report_path=report_path,
                 quiet=quiet,
+                diff=diff,
             )
             sys.exit(exit_code)
         if user_pool_id is None:
@@ -545,6 +580,8 @@ def run(
             job_path=job_path or _default_name(input_path, mapping_path, "job.sqlite"),
             report_path=report_path,
             quiet=quiet,
+            diff=diff,
+            snapshot_path=snapshot_path,
             info={
                 "schema": json.dumps(raw_schema, default=str),
                 "region": region or "",
@@ -557,11 +594,33 @@ def run(
     sys.exit(exit_code)
 
 
-def _fingerprint_options(job: Job) -> dict[str, Any]:
+def _fingerprint_options(job: Job, *, diff: bool) -> dict[str, Any]:
     return {
         "delimiter": job.source_options.delimiter,
         "format": job.source.format,
+        "diff": diff,
     }
+
+
+def _take_snapshot(
+    client: Any, pool_id: str, schema: PoolSchema, path: Path, *, quiet: bool
+) -> Path:
+    """Export the pool's users (ListUsers) to ``path`` for a diff."""
+    from migrate.cognito import UserPool
+    from migrate.snapshot import take_snapshot
+
+    if not quiet:
+        click.echo(f"Snapshot: reading the pool's users into {path}", err=True)
+    result = take_snapshot(
+        UserPool(client, pool_id=pool_id, api="admin"),
+        path,
+        attributes=list(schema.attributes),
+    )
+    if not quiet:
+        click.echo(
+            f"Snapshot: {result.users:,} users in {result.pages:,} pages", err=True
+        )
+    return path
 
 
 def _execute(
@@ -576,28 +635,54 @@ def _execute(
     info: dict[str, str],
     retry_failed: bool = False,
     fresh: bool = False,
+    diff: bool = False,
+    snapshot_path: Path | None = None,
 ) -> int:
-    """Run (or continue) a durable job and write its report; returns the exit code."""
+    """Run (or continue) a durable job and write its report; returns the exit code.
+
+    A continued job keeps the snapshot it started with: its before-values must
+    be those from before the job, not a fresh read of what it already changed.
+    """
     from migrate.cognito import UserPool
 
+    if job_path.exists() and not fresh:
+        with Ledger.open(job_path) as previous:
+            stored = previous.info()
+        diff = diff or stored.get("diff") == "true"
     fingerprint = make_fingerprint(
         input_path=job.source.path,
         mapping_path=Path(job.mapping.path),
         pool=pool_id,
-        options=_fingerprint_options(job),
+        options=_fingerprint_options(job, diff=diff),
     )
-    if fresh and job_path.exists():
-        for suffix in ("", "-wal", "-shm"):
+    if fresh:
+        for suffix in ("", "-wal", "-shm", ".snapshot.parquet"):
             Path(f"{job_path}{suffix}").unlink(missing_ok=True)
     if job_path.exists():
         ledger = Ledger.open(job_path)
         try:
             ledger.check_fingerprint(fingerprint)
+            if ledger.info().get("snapshot"):
+                job = job.with_snapshot(ledger.info()["snapshot"])
         except MigrateError:
             ledger.close()
             raise
         click.echo(f"Job: {job_path} (continuing)", err=True)
     else:
+        if diff:
+            snapshot_path = snapshot_path or _take_snapshot(
+                client,
+                pool_id,
+                job.schema,
+                job_path.with_name(job_path.name + ".snapshot.parquet"),
+                quiet=quiet,
+            )
+            job = job.with_snapshot(snapshot_path)
+            info = {
+                **info,
+                "diff": "true",
+                "snapshot": str(Path(snapshot_path).resolve()),
+            }
         ledger = Ledger.create(
             job_path,
             fingerprint,
@@ -663,6 +748,7 @@ def _run_sandbox(
     job_path: Path | None,
     report_path: Path,
     quiet: bool,
+    diff: bool = False,
 ) -> int:
     """A full run against an embedded emulated pool built from the schema."""
     if schema_path is None:
@@ -699,6 +785,7 @@ def _run_sandbox(
             quiet=quiet,
             info={"sandbox": "true", "schema": json.dumps(raw_schema)},
             fresh=True,
+            diff=diff,
         )
 
 
@@ -756,6 +843,11 @@ def resume(
     try:
         with Ledger.open(job_path) as ledger:
             info = ledger.info()
+            if info.get("rollback_of"):
+                raise ConfigError(
+                    "this is a rollback job: continue it with `cognito-migrate "
+                    f"rollback {info['rollback_of']} --yes`"
+                )
             job = _job_from_ledger(ledger, verify=True)
         if info.get("sandbox"):
             raise ConfigError(
@@ -832,12 +924,244 @@ def report(job_path: Path, output_path: Path, only: tuple[str, ...]) -> None:
             keep.update(_STATUS_GROUPS.get(name, [name]))
     try:
         with Ledger.open(job_path) as ledger:
-            job = _job_from_ledger(ledger)
-            summary = pipeline.write_report(job, ledger, output_path, only=keep)
+            if ledger.info().get("rollback_of"):
+                summary = pipeline.write_ledger_report(ledger, output_path, only=keep)
+            else:
+                job = _job_from_ledger(ledger)
+                summary = pipeline.write_report(job, ledger, output_path, only=keep)
     except MigrateError as error:
         fail(error)
     click.echo(summary.render())
     click.echo(f"Report: {output_path}")
+
+
+@cli.command()
+@click.option("--user-pool-id", required=True, help="The pool to export.")
+@click.option(
+    "-o",
+    "--output",
+    "output_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Snapshot file: .parquet (recommended) or .csv.",
+)
+@click.option("--profile", help="AWS profile (default: the usual chain).")
+@click.option("--region", help="AWS region (default: profile/env).")
+@click.option("--endpoint-url", help="Cognito endpoint, e.g. a local emulator.")
+@click.option(
+    "--schema",
+    "schema_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Saved DescribeUserPool output (default: read from the pool).",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress, only the result line.")
+def snapshot(
+    user_pool_id: str,
+    output_path: Path,
+    profile: str | None,
+    region: str | None,
+    endpoint_url: str | None,
+    schema_path: Path | None,
+    quiet: bool,
+) -> None:
+    """Export the pool's users and attributes (ListUsers) to a file.
+
+    Pages of 60 users under a rate limit below the 30/s UserList quota. Run the
+    same command again to continue an interrupted snapshot.
+    """
+    try:
+        from migrate.cognito import make_client
+
+        client = make_client(_client_config(profile, region, endpoint_url))
+        schema = (
+            _schema_file(schema_path)[0]
+            if schema_path is not None
+            else _describe(client, user_pool_id)[0]
+        )
+        with _interrupts():
+            _take_snapshot(client, user_pool_id, schema, output_path, quiet=quiet)
+    except KeyboardInterrupt:
+        raise CommandError(
+            "interrupted; run the same command again to continue the snapshot",
+            EXIT_INTERRUPTED,
+        ) from None
+    except MigrateError as error:
+        fail(error)
+    click.echo(f"Snapshot: {output_path}")
+
+
+@cli.command()
+@click.argument("job_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Show what would be restored.")
+@click.option(
+    "--job",
+    "rollback_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Job file of the rollback (default: JOB.rollback.sqlite).",
+)
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Per-user report of the rollback (default: JOB.rollback.report.csv).",
+)
+@click.option("--profile", help="AWS profile (default: as recorded).")
+@click.option("--region", help="AWS region (default: as recorded).")
+@click.option("--endpoint-url", help="Cognito endpoint (default: as recorded).")
+@rate_options
+@click.option("-y", "--yes", is_flag=True, help="Don't ask before writing.")
+def rollback(
+    job_path: Path,
+    dry_run: bool,
+    rollback_path: Path | None,
+    report_path: Path | None,
+    profile: str | None,
+    region: str | None,
+    endpoint_url: str | None,
+    rate: float,
+    concurrency: int,
+    max_attempts: int,
+    quiet: bool,
+    yes: bool,
+) -> None:
+    """Undo a job from the before-values it recorded (jobs run with --diff).
+
+    Restores the old value of every attribute the job set and deletes the
+    attributes it created, for the rows it updated (an interrupted job is
+    undone exactly as far as it got). Runs as a new durable job with its own
+    job file and report; `resume` continues it.
+    """
+    rollback_path = rollback_path or Path(f"{job_path}.rollback.sqlite")
+    report_path = report_path or Path(
+        f"{job_path}.rollback.{'dry-run.' if dry_run else ''}report.csv"
+    )
+    try:
+        with Ledger.open(job_path) as original:
+            info = original.info()
+            items = list(pipeline.rollback_items(original))
+        if dry_run:
+            summary = pipeline.preview_items(items, report_path)
+            click.echo(summary.render())
+            click.echo(f"Report: {report_path}")
+            return
+        if not yes and items:
+            _ask(
+                f"Roll back {len(items):,} users of {job_path} in pool "
+                f"{info.get('pool_id')}?"
+            )
+        exit_code = _run_rollback(
+            job_path,
+            info,
+            items,
+            rollback_path=rollback_path,
+            report_path=report_path,
+            config=_execution_config(rate, concurrency, max_attempts),
+            profile=profile,
+            region=region,
+            endpoint_url=endpoint_url,
+            quiet=quiet,
+        )
+    except MigrateError as error:
+        fail(error)
+    sys.exit(exit_code)
+
+
+def _ask(question: str) -> None:
+    if not sys.stdin.isatty():
+        raise CommandError(
+            "no terminal to ask on: re-run with --yes to confirm", EXIT_USAGE
+        )
+    if not click.confirm(question, default=False, err=True):
+        raise CommandError("cancelled; nothing was sent", EXIT_USAGE)
+
+
+def _run_rollback(
+    job_path: Path,
+    info: dict[str, str],
+    items: list[WorkItem],
+    *,
+    rollback_path: Path,
+    report_path: Path,
+    config: ExecutionConfig,
+    profile: str | None,
+    region: str | None,
+    endpoint_url: str | None,
+    quiet: bool,
+) -> int:
+    """The rollback as a durable job: its own ledger, lock, report."""
+    from migrate.cognito import UserPool, make_client
+
+    if info.get("sandbox"):
+        raise ConfigError(
+            "this is a sandbox job: its emulated pool is gone, there is nothing "
+            "to roll back"
+        )
+    pool_id = info["pool_id"]
+    fingerprint = Fingerprint(
+        input_sha256=info.get("input_sha256", ""),
+        mapping_sha256=info.get("mapping_sha256", ""),
+        pool=pool_id,
+        options=json.dumps({"rollback_of": str(job_path.resolve())}),
+    )
+    if rollback_path.exists():
+        ledger = Ledger.open(rollback_path)
+        try:
+            ledger.check_fingerprint(fingerprint)
+        except MigrateError:
+            ledger.close()
+            raise
+    else:
+        ledger = Ledger.create(
+            rollback_path,
+            fingerprint,
+            rollback_of=str(job_path.resolve()),
+            pool_id=pool_id,
+            region=info.get("region", ""),
+            profile=info.get("profile", ""),
+            endpoint_url=info.get("endpoint_url", ""),
+        )
+    click.echo(f"Rollback job: {rollback_path}", err=True)
+    client = make_client(
+        _client_config(
+            profile or info.get("profile") or None,
+            region or info.get("region") or None,
+            endpoint_url or info.get("endpoint_url") or None,
+            config.concurrency,
+        )
+    )
+    with ledger:
+        ledger.lock()
+        ledger.start_run("rollback")
+        progress = _Progress(quiet=quiet, label="rollback")
+        stats: ExecutionStats | None = None
+        try:
+            with _interrupts():
+                stats = pipeline.execute_items(
+                    items,
+                    ledger=ledger,
+                    pool=UserPool(client, pool_id=pool_id, api="admin"),
+                    config=config,
+                    progress=progress,
+                )
+        except KeyboardInterrupt:
+            stats = ExecutionStats(interrupted=True)
+        finally:
+            progress.close()
+            ledger.end_run(
+                "interrupted"
+                if stats is None or stats.interrupted
+                else ("aborted" if stats.stopped_by else "finished")
+            )
+        summary = pipeline.write_ledger_report(ledger, report_path, rows=items)
+    result = pipeline.RunResult(stats=stats, summary=summary, report_path=report_path)
+    _print_summary(result)
+    if stats.stopped_by is not None:
+        click.secho(f"Aborted: {stats.stopped_by}", fg="red", err=True)
+    if stats.stopped:
+        click.echo(
+            f"Continue with: cognito-migrate rollback {job_path} --yes", err=True
+        )
+    return result.exit_code
 
 
 def main() -> None:

@@ -337,6 +337,15 @@ def classify(
     )
 
 
+_DAILY_LIMIT = re.compile(r"daily (email|sms|message)? ?limit|spend(ing)? limit", re.I)
+_DAILY_LIMIT_HINT = (
+    "Cognito's daily message limit is reached (the update would send a "
+    "verification message): set email_verified / phone_number_verified = "
+    '"true" in the mapping so no message is sent, or configure your own SES/SNS '
+    "sending, then resume the job"
+)
+
+
 def _classify_client_error(exc: ClientError, *, api: Api) -> CallError:
     response: Mapping[str, Any] = exc.response
     status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
@@ -345,6 +354,10 @@ def _classify_client_error(exc: ClientError, *, api: Api) -> CallError:
     message = str(response.get("Error", {}).get("Message") or "").strip()
     operation = getattr(exc, "operation_name", None) or "the call"
 
+    if _DAILY_LIMIT.search(message):
+        # Cognito's own email sender allows a few dozen messages a day, and
+        # SMS has a spending limit: every later row would fail the same way.
+        return _fatal(code, _DAILY_LIMIT_HINT, message)
     if code in THROTTLING_CODES or status == 429:
         return CallError(code=code, message=message, kind="retryable", throttled=True)
     if code in TRANSIENT_CODES:
@@ -448,6 +461,23 @@ def _json_ready(value: Any) -> Any:
     return value
 
 
+#: ListUsers' largest page (the model's Limit maximum).
+LIST_USERS_MAX_LIMIT: Final = 60
+
+
+@dataclass(frozen=True, kw_only=True)
+class UserPage:
+    """One ListUsers page: UserType dicts, the next token, or why it failed."""
+
+    #: ListUsers' UserType dicts as boto3 returns them (Username, Attributes,
+    #: UserStatus, Enabled, UserCreateDate, ...).
+    users: list[dict[str, Any]]
+    #: None on the last page (and when the call failed).
+    next_token: str | None
+    #: Classified like the writes; throttling is retryable and throttled.
+    error: CallError | None = None
+
+
 # --- the adapter the executor calls -------------------------------------------------
 class UserPool:
     """The Cognito calls of a run; thread-safe (threads share one boto3 client)."""
@@ -546,7 +576,36 @@ class UserPool:
             raise ConfigError("--user-pool-id is required to read the pool's schema")
         return describe_user_pool(self._client, self._pool_id)
 
-    # ListUsers (snapshot, --diff) will live here too, behind the same classify().
+    def list_users_page(
+        self, pagination_token: str | None, *, limit: int = LIST_USERS_MAX_LIMIT
+    ) -> UserPage:
+        """One ListUsers page with every attribute; AWS errors come back as data.
+
+        No AttributesToGet: Cognito rejects it unless every listed user has
+        every requested attribute (cognito-facts 2.3). ListUsers is signed with
+        IAM credentials whatever ``api`` is, so errors are classified as admin.
+        """
+        if not self._pool_id:
+            raise ConfigError("--user-pool-id is required to list the pool's users")
+        if not 1 <= limit <= LIST_USERS_MAX_LIMIT:
+            raise ValueError(
+                f"limit must be between 1 and {LIST_USERS_MAX_LIMIT}, got {limit}"
+            )
+        try:
+            if pagination_token:
+                response = self._client.list_users(
+                    UserPoolId=self._pool_id,
+                    Limit=limit,
+                    PaginationToken=pagination_token,
+                )
+            else:
+                response = self._client.list_users(
+                    UserPoolId=self._pool_id, Limit=limit
+                )
+        except (ClientError, BotoCoreError) as exc:
+            return UserPage(users=[], next_token=None, error=classify(exc, api="admin"))
+        users = [dict(user) for user in response.get("Users", [])]
+        return UserPage(users=users, next_token=response.get("PaginationToken") or None)
 
 
 def _missing_token() -> CallResult:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -21,12 +21,22 @@ from migrate.checkpoint import Ledger, outcome_rows
 from migrate.errors import ConfigError
 from migrate.execution import ExecutionConfig, ExecutionStats, Executor, UserPoolClient
 from migrate.mapping import Mapping, load_mapping
-from migrate.planning import Planner, report_frame
-from migrate.records import ROW, TOKEN, USER, Outcome, Status, WorkItem
-from migrate.report import ReportWriter, Summary, report_input_names
+from migrate.planning import ALIAS_ATTRIBUTES, CurrentValues, Planner, report_frame
+from migrate.records import ROW, TOKEN, USER, Outcome, Status, WorkItem, value_col
+from migrate.report import (
+    ReportWriter,
+    Summary,
+    outcomes_to_frame,
+    report_input_names,
+)
 from migrate.schema import PoolSchema
 from migrate.source import Source, SourceOptions, open_source
-from migrate.validation import Validator, check_mapping, find_duplicates
+from migrate.validation import (
+    DuplicateIndex,
+    Validator,
+    check_mapping,
+    find_duplicates,
+)
 
 #: Input columns never copied into reports: their names say they hold secrets.
 SECRET_COLUMN = re.compile(r"token|secret|password|passwd|credential", re.IGNORECASE)
@@ -63,6 +73,69 @@ class Job:
     mapping: Mapping
     schema: PoolSchema
     warnings: tuple[str, ...]
+    #: The users' current values (a snapshot): turns on the diff and lookup.
+    current: CurrentValues | None = None
+
+    def planner(self) -> Planner:
+        """The planner of this job (with the diff when current values are known)."""
+        return Planner(
+            mapping=self.mapping,
+            current=self.current,
+            alias_duplicates=self.alias_duplicates(),
+        )
+
+    def with_snapshot(self, path: str | Path) -> Job:
+        """This job, diffed against (and keyed through) a snapshot file."""
+        from migrate.snapshot import read_snapshot
+
+        current = CurrentValues.from_snapshot(
+            read_snapshot(path),
+            mapping=self.mapping,
+            case_sensitive=self.schema.case_sensitive,
+            source=str(path),
+            alias_attributes=self.alias_attributes,
+        )
+        return replace(self, current=current)
+
+    @property
+    def alias_attributes(self) -> tuple[str, ...]:
+        """Mapped attributes users sign in with: two users must not share a value."""
+        signs_in = {*self.schema.alias_attributes, *self.schema.username_attributes}
+        return tuple(
+            name
+            for name in ALIAS_ATTRIBUTES
+            if name in self.mapping.attributes and name in signs_in
+        )
+
+    def alias_duplicates(self) -> dict[str, DuplicateIndex]:
+        """Rows that would give two users one alias value (one pass, hashed)."""
+        names = self.alias_attributes
+        if not names:
+            return {}
+        parts: dict[str, list[pl.DataFrame]] = {name: [] for name in names}
+        for batch in self.source.batches():
+            mapped = self.mapping.apply(batch)
+            for name in names:
+                parts[name].append(
+                    mapped.select(
+                        pl.col(ROW),
+                        pl.col(value_col(name)).alias(USER),
+                        pl.col(USER).str.to_lowercase().alias("__owner"),
+                    )
+                )
+        return {
+            name: find_duplicates(
+                # One user named twice with one value is a duplicate user (or a
+                # superseded row), not two users sharing a value.
+                pl.concat(frames)
+                .unique(subset=[USER, "__owner"], keep="last", maintain_order=True)
+                .drop("__owner")
+                .lazy(),
+                user_as=name,
+                case_sensitive=self.schema.case_sensitive,
+            )
+            for name, frames in parts.items()
+        }
 
     @property
     def report_input_columns(self) -> list[str]:
@@ -132,7 +205,7 @@ def dry_run(
     """Everything but the writes: every row gets would_update, skipped or invalid."""
     progress = progress or NullProgress()
     validator = _validator(job)
-    planner = Planner(mapping=job.mapping)
+    planner = job.planner()
     summary = Summary(warnings=list(job.warnings))
     examples: list[WorkItem] = []
     writer = (
@@ -165,7 +238,16 @@ def dry_run(
         writer.close()
     summary.problems.update(validator.counts)
     summary.examples = [
-        (item.user, dict(item.set_attributes), list(item.delete_attributes))
+        (
+            (item.user, dict(item.set_attributes), list(item.delete_attributes))
+            if item.before is None
+            else (
+                item.user,
+                dict(item.set_attributes),
+                list(item.delete_attributes),
+                item.before,
+            )
+        )
         for item in examples
     ]
     return DryRunResult(
@@ -237,7 +319,7 @@ def execute(
     progress = progress or NullProgress()
     done = pl.Series(ROW, ledger.done_rows(retry_failed=retry_failed), dtype=pl.Int64)
     validator = _validator(job)
-    planner = Planner(mapping=job.mapping)
+    planner = job.planner()
     username_is_key = job.mapping.user_as == "username"
     executor = executor_factory(pool, config)
     if isinstance(progress, _StartAware):
@@ -452,3 +534,141 @@ def describe_status(ledger: Ledger, *, now: Callable[[], float] = time.time) -> 
             f"Runs: {len(runs)} (last: {runs[-1]['result'] or 'running or killed'})"
         )
     return "\n".join(lines)
+
+
+def rollback_items(original: Ledger) -> Iterator[WorkItem]:
+    """The inverse of a job's writes: restore old values, delete new attributes.
+
+    Only rows that were updated are undone, so a job that was interrupted is
+    rolled back exactly as far as it got. Raises ConfigError when the job holds
+    no before-values (it ran without a snapshot).
+    """
+    for row, user, username, sent, before in original.updated_rows():
+        if before is None:
+            raise ConfigError(
+                f"job {original.path} was run without --diff or --snapshot, so it "
+                "did not record the values before its changes; it cannot be "
+                "rolled back"
+            )
+        restore = {name: old for name, old in before.items() if old is not None}
+        remove = tuple(name for name, old in before.items() if old is None)
+        if not restore and not remove:
+            continue
+        yield WorkItem(
+            row=row,
+            user=username,
+            key=user if user != username else None,
+            set_attributes=restore,
+            delete_attributes=remove,
+            # The values this rollback replaces: a rollback can be rolled back.
+            before={name: sent.get(name) for name in before},
+        )
+
+
+def execute_items(
+    items: Iterable[WorkItem],
+    *,
+    ledger: Ledger,
+    pool: UserPoolClient,
+    config: ExecutionConfig,
+    retry_failed: bool = False,
+    progress: Progress | None = None,
+    executor_factory: Callable[..., Executor] = Executor,
+) -> ExecutionStats:
+    """Send prepared work items the ledger does not hold as done (e.g. a rollback)."""
+    progress = progress or NullProgress()
+    done = set(ledger.done_rows(retry_failed=retry_failed))
+    executor = executor_factory(pool, config)
+    if isinstance(progress, _StartAware):
+        progress.on_start(executor.stats, None)
+
+    def on_outcome(outcome: Outcome) -> None:
+        ledger.record(outcome)
+        progress.on_rows(1)
+
+    try:
+        return executor.run(
+            (item for item in items if item.row not in done), on_outcome
+        )
+    finally:
+        ledger.flush()
+
+
+def write_ledger_report(
+    ledger: Ledger,
+    report_path: str | Path,
+    *,
+    only: Collection[str] | None = None,
+    rows: Iterable[WorkItem] = (),
+) -> Summary:
+    """A report from a ledger alone (a rollback job has no input file).
+
+    ``rows`` are the work items of the job: those the ledger does not hold yet
+    are reported ``not_attempted``.
+    """
+    summary = Summary(warnings=[])
+    stored = _ledger_frame(ledger.all_outcomes())
+    expected = pl.DataFrame(
+        {
+            "row": [item.row for item in rows],
+            "__key": [item.key or item.user for item in rows],
+            "__name": [item.user for item in rows],
+        },
+        schema={"row": pl.Int64, "__key": pl.String, "__name": pl.String},
+    )
+    empty = pl.lit([], dtype=pl.List(pl.String))
+    frame = (
+        expected.join(stored, on="row", how="full", coalesce=True)
+        .sort("row")
+        .select(
+            "row",
+            pl.coalesce("user", "__key").alias("user"),
+            pl.coalesce("username", "__name").alias("username"),
+            pl.col("status").fill_null(Status.NOT_ATTEMPTED.value),
+            pl.col("changed").fill_null(empty),
+            pl.col("deleted").fill_null(empty),
+            "error_code",
+            "error_message",
+            pl.col("attempts").fill_null(0),
+            "finished_at",
+            "delivery",
+        )
+    )
+    summary.add(frame)
+    if only is not None:
+        frame = frame.filter(pl.col("status").is_in(list(only)))
+    with ReportWriter(report_path) as writer:
+        writer.write(frame)
+    return summary
+
+
+def preview_items(items: Sequence[WorkItem], report_path: str | Path) -> Summary:
+    """A dry run of prepared work items (e.g. a rollback): report and summary."""
+    stamp = utc_now()
+    outcomes = [
+        Outcome(
+            row=item.row,
+            user=item.key or item.user,
+            username=item.user,
+            status=Status.WOULD_UPDATE,
+            changed=tuple(item.set_attributes),
+            deleted=item.delete_attributes,
+            finished_at=stamp,
+        )
+        for item in items
+    ]
+    frame = outcomes_to_frame(outcomes)
+    summary = Summary(warnings=[])
+    summary.add(frame)
+    summary.examples = [
+        (
+            item.user,
+            dict(item.set_attributes),
+            list(item.delete_attributes),
+            item.before or {},
+        )
+        for item in items[:EXAMPLE_COUNT]
+    ]
+    with ReportWriter(report_path) as writer:
+        writer.write(frame)
+    return summary

@@ -10,7 +10,7 @@ already marked the row invalid.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import polars as pl
 
@@ -27,7 +27,7 @@ from migrate.records import (
     WorkItem,
     value_col,
 )
-from migrate.validation import SUPERSEDED_BY
+from migrate.validation import DUPLICATE_OTHERS, SUPERSEDED_BY, DuplicateIndex
 
 #: Normalised lookup key of a row / of a snapshot user.
 KEY = "__key"
@@ -92,6 +92,7 @@ class CurrentValues:
         mapping: Mapping,
         case_sensitive: bool | None,
         source: str,
+        alias_attributes: Sequence[str] = ALIAS_ATTRIBUTES,
         collect: Callable[[pl.LazyFrame], pl.DataFrame] | None = None,
     ) -> CurrentValues:
         """Index a snapshot (see migrate.snapshot) for one mapping's job."""
@@ -118,7 +119,7 @@ class CurrentValues:
             .agg(pl.len().cast(pl.Int64).alias(MATCHES), pl.all().first())
         )
         aliases: dict[str, pl.DataFrame] = {}
-        for name in ALIAS_ATTRIBUTES:
+        for name in alias_attributes:
             if name in mapping.attributes and name in present:
                 aliases[name] = run(
                     snapshot.select(
@@ -163,6 +164,9 @@ class Planner:
     mapping: Mapping
     #: Current values from a snapshot: enables the diff and the key lookup.
     current: CurrentValues | None = None
+    #: For alias attributes (email/phone_number used to sign in): rows of the
+    #: file that would give two users the same value.
+    alias_duplicates: dict[str, DuplicateIndex] = field(default_factory=dict)
 
     @property
     def attributes(self) -> tuple[str, ...]:
@@ -238,6 +242,26 @@ class Planner:
                 pl.col(ERROR_MESSAGE),
             )
         ]
+        for name, index in self.alias_duplicates.items():
+            frame = frame.with_columns(
+                index.lookup(frame[ROW])[DUPLICATE_OTHERS].alias(f"__same:{name}")
+            )
+            rules.append(
+                (
+                    pl.col(f"__same:{name}").is_not_null()
+                    & pl.col(value_col(name)).is_not_null(),
+                    Status.INVALID.value,
+                    pl.lit("duplicate_value"),
+                    pl.format(
+                        f"row {{}}, {name}: '{{}}' is also the new {name} of {{}}; "
+                        "two users must not share it (Cognito may silently move "
+                        "it from one to the other)",
+                        pl.col(ROW),
+                        pl.col(value_col(name)),
+                        pl.col(f"__same:{name}"),
+                    ),
+                )
+            )
         if self.current is not None:
             rules += self._lookup_rules()
         rules += [

@@ -341,8 +341,12 @@ class ReportWriter:
 
 # --- the run summary ---------------------------------------------------------
 
-#: One example request: the user, the attributes to set, the attributes to delete.
-Example = tuple[str, Mapping[str, str], Sequence[str]]
+#: One example request: the user, the attributes to set, the attributes to
+#: delete, and (with a diff) the values before, shown as before -> after.
+Example = (
+    tuple[str, Mapping[str, str], Sequence[str]]
+    | tuple[str, Mapping[str, str], Sequence[str], Mapping[str, str | None]]
+)
 
 _MAX_EXAMPLE_VALUE = 60
 
@@ -457,16 +461,34 @@ def _table(
 
 
 def _render_example(example: Example) -> str:
-    user, attributes, deletes = example
+    user, attributes, deletes = example[0], example[1], example[2]
+    before = example[3] if len(example) == 4 else None
     parts: list[str] = []
-    if attributes:
+    if attributes and before is not None:
+        parts.append(
+            "set "
+            + ", ".join(
+                f"{name}: {_was(before.get(name))} -> {_short(value)}"
+                for name, value in attributes.items()
+            )
+        )
+    elif attributes:
         parts.append(
             "set "
             + ", ".join(f"{name}={_short(value)}" for name, value in attributes.items())
         )
-    if deletes:
+    if deletes and before is not None:
+        parts.append(
+            "delete "
+            + ", ".join(f"{name} (was {_was(before.get(name))})" for name in deletes)
+        )
+    elif deletes:
         parts.append("delete " + ", ".join(deletes))
     return f"{user}: {'; '.join(parts) if parts else 'no change'}"
+
+
+def _was(value: str | None) -> str:
+    return "(none)" if value is None else _short(value)
 
 
 def _short(value: str) -> str:

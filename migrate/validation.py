@@ -359,6 +359,11 @@ class DuplicateIndex:
         return frame.join(self.rows, on=ROW, how="left", maintain_order="left")
 
 
+#: Columns of DuplicateIndex.lookup(): the other rows of the group, and its last row.
+DUPLICATE_OTHERS = _OTHERS
+DUPLICATE_LAST = _LAST
+
+
 def normalised_key(user_as: str, case_sensitive: bool | None) -> pl.Expr:
     """The user key as Cognito compares it: case-folded unless it is exact."""
     key = pl.col(USER).str.strip_chars()

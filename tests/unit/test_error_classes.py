@@ -376,3 +376,26 @@ def test_fatal_messages_are_scrubbed_too() -> None:
     assert error.message.endswith(
         "(ForbiddenException: blocked request with <redacted>)"
     )
+
+
+def test_the_daily_message_limit_stops_the_job() -> None:
+    from botocore.exceptions import ClientError
+
+    from migrate.cognito import classify
+
+    error = ClientError(
+        {
+            "Error": {
+                "Code": "LimitExceededException",
+                "Message": "Exceeded daily email limit for the operation or the "
+                "account. If a higher limit is required, please configure your "
+                "user pool to use your own Amazon SES configuration for sending "
+                "email.",
+            },
+            "ResponseMetadata": {"HTTPStatusCode": 400},
+        },
+        "AdminUpdateUserAttributes",
+    )
+    result = classify(error, api="admin")
+    assert result.kind == "fatal"
+    assert result.message.startswith("Cognito's daily message limit is reached")
