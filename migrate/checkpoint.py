@@ -422,6 +422,33 @@ class Ledger:
         )
         yield from cursor
 
+    def updated_rows(self) -> Iterator[tuple[int, str, str, dict[str, str], Any]]:
+        """(row, user, username, sent, before) of every updated row, in row order.
+
+        ``before`` is None when the job ran without a snapshot (no diff).
+        """
+        cursor = self._db.execute(
+            "SELECT row, user, username, sent, before FROM outcomes "
+            "WHERE status = ? ORDER BY row",
+            (Status.UPDATED.value,),
+        )
+        for row, user, username, sent, before in cursor:
+            yield (
+                row,
+                user,
+                username or user,
+                json.loads(sent) if sent else {},
+                json.loads(before) if before else None,
+            )
+
+    def all_outcomes(self) -> Iterator[tuple[Any, ...]]:
+        """Every stored outcome in row order (report columns)."""
+        cursor = self._db.execute(
+            f"SELECT {', '.join(_REPORT_COLUMNS)} FROM outcomes ORDER BY row"
+        )
+        while rows := cursor.fetchmany(10_000):
+            yield from rows
+
     # --- closing ----------------------------------------------------------------
 
     def close(self) -> None:
