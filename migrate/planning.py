@@ -117,6 +117,10 @@ class CurrentValues:
             .filter(pl.col(KEY).is_not_null() & (pl.col(KEY) != ""))
             .group_by(KEY)
             .agg(pl.len().cast(pl.Int64).alias(MATCHES), pl.all().first())
+            # An ambiguous key resolves to no one.
+            .with_columns(
+                pl.when(pl.col(MATCHES) == 1).then(pl.col(USERNAME)).alias(USERNAME)
+            )
         )
         aliases: dict[str, pl.DataFrame] = {}
         for name in alias_attributes:
