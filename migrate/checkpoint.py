@@ -397,7 +397,16 @@ class Ledger:
         """Rows by error code, for rows that have one."""
         cursor = self._db.execute(
             "SELECT error_code, COUNT(*) FROM outcomes WHERE error_code IS NOT NULL "
-            "GROUP BY 1 ORDER BY 2 DESC"
+            "GROUP BY 1 ORDER BY 2 DESC, 1"
+        )
+        return {code: count for code, count in cursor}
+
+    def problem_counts(self) -> dict[str, int]:
+        """Invalid rows by problem code (the first problem of each row)."""
+        cursor = self._db.execute(
+            "SELECT error_code, COUNT(*) FROM outcomes WHERE status = ? "
+            "AND error_code IS NOT NULL GROUP BY 1",
+            (Status.INVALID.value,),
         )
         return {code: count for code, count in cursor}
 

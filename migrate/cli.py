@@ -34,6 +34,7 @@ from migrate.execution import (
 )
 from migrate.pipeline import DryRunResult, Job, prepare
 from migrate.records import OK_STATUSES, Status, WorkItem
+from migrate.report import report_format
 from migrate.schema import PoolSchema, load_schema_file, schema_from_describe
 from migrate.source import SourceOptions
 
@@ -70,7 +71,9 @@ def input_options(func: F) -> F:
     """INPUT, --mapping and the options that say how to read INPUT."""
     for decorator in reversed(
         [
-            click.argument("input_path", type=click.Path(path_type=Path)),
+            click.argument(
+                "input_path", metavar="INPUT", type=click.Path(path_type=Path)
+            ),
             click.option(
                 "-m",
                 "--mapping",
@@ -195,6 +198,22 @@ def _schema_file(path: Path) -> tuple[PoolSchema, dict[str, Any]]:
     return schema, raw
 
 
+def _check_report_path(path: Path, *, protect: tuple[Path | None, ...]) -> None:
+    """Refuse a report path that can't be written, before anything is sent."""
+    report_format(path)
+    if not path.parent.resolve().is_dir():
+        raise ConfigError(
+            f"report file {str(path)!r}: the directory {str(path.parent)!r} does "
+            "not exist"
+        )
+    for other in protect:
+        if other is not None and path.resolve() == other.resolve():
+            raise ConfigError(
+                f"report file {str(path)!r}: that is the input or job file; choose "
+                "another --report path"
+            )
+
+
 def _default_name(input_path: Path, mapping_path: Path, suffix: str) -> Path:
     return Path(f"{input_path.stem}.{mapping_path.stem}.{suffix}")
 
@@ -315,15 +334,24 @@ def _confirm(job: Job, *, yes: bool, what: str) -> None:
     risky = [w for w in job.warnings]
     touches = {"email", "phone_number"} & set(job.mapping.attributes)
     deletes = bool(job.mapping.delete) or job.mapping.blank == "delete"
-    if not (touches or deletes) or yes:
+    if not (touches or deletes):
         return
+    if yes:
+        return  # the warnings close the run's summary
     click.echo(f"This {what} will:", err=True)
-    if touches:
-        click.echo(
-            f"  - change {', '.join(sorted(touches))} (verification messages, "
-            "unverified aliases: see the warnings)",
-            err=True,
-        )
+    for name in sorted(touches):
+        flag = job.mapping.attributes.get(f"{name}_verified")
+        if flag is not None and (flag.value or "").lower() == "true":
+            click.echo(
+                f"  - change {name}, marked verified in the same call (no message)",
+                err=True,
+            )
+        else:
+            click.echo(
+                f"  - change {name} (verification messages, unverified aliases: "
+                "see below)",
+                err=True,
+            )
     if deletes:
         click.echo("  - delete attributes from users", err=True)
     for warning in risky:
@@ -389,6 +417,8 @@ def validate(
     Sends nothing. Exits 1 when some rows are invalid.
     """
     try:
+        if report_path is not None:
+            _check_report_path(report_path, protect=(input_path, mapping_path))
         schema, _ = _schema(schema_path, user_pool_id, profile, region, endpoint_url)
         job = prepare(
             input_path,
@@ -510,6 +540,7 @@ def run(
     diff = diff or snapshot_path is not None
     try:
         config = _execution_config(rate, concurrency, max_attempts)
+        _check_report_path(report_path, protect=(input_path, mapping_path, job_path))
         if dry_run:
             schema, _ = _schema(
                 schema_path, user_pool_id, profile, region, endpoint_url
@@ -806,7 +837,9 @@ def _job_from_ledger(ledger: Ledger, *, verify: bool = False) -> Job:
 
 
 @cli.command()
-@click.argument("job_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument(
+    "job_path", metavar="JOB", type=click.Path(dir_okay=False, path_type=Path)
+)
 @click.option(
     "--retry-failed",
     is_flag=True,
@@ -855,6 +888,8 @@ def resume(
                 "`cognito-migrate run ... --sandbox` again instead"
             )
         config = _execution_config(rate, concurrency, max_attempts)
+        report_path = report_path or Path(f"{job_path}.report.csv")
+        _check_report_path(report_path, protect=(job_path, Path(info["input_path"])))
         from migrate.cognito import make_client
 
         client = make_client(
@@ -871,7 +906,7 @@ def resume(
             pool_id=info["pool_id"],
             config=config,
             job_path=job_path,
-            report_path=report_path or Path(f"{job_path}.report.csv"),
+            report_path=report_path,
             quiet=quiet,
             info={},
             retry_failed=retry_failed,
@@ -882,7 +917,9 @@ def resume(
 
 
 @cli.command()
-@click.argument("job_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument(
+    "job_path", metavar="JOB", type=click.Path(dir_okay=False, path_type=Path)
+)
 def status(job_path: Path) -> None:
     """Progress of a running or stopped job (safe to run while it runs)."""
     try:
@@ -899,7 +936,9 @@ _STATUS_GROUPS = {
 
 
 @cli.command()
-@click.argument("job_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument(
+    "job_path", metavar="JOB", type=click.Path(dir_okay=False, path_type=Path)
+)
 @click.option(
     "-o",
     "--output",
@@ -991,7 +1030,9 @@ def snapshot(
 
 
 @cli.command()
-@click.argument("job_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument(
+    "job_path", metavar="JOB", type=click.Path(dir_okay=False, path_type=Path)
+)
 @click.option("--dry-run", is_flag=True, help="Show what would be restored.")
 @click.option(
     "--job",

@@ -15,6 +15,7 @@ caller knows them as not attempted.
 
 from __future__ import annotations
 
+import math
 import random as _random
 import re
 import threading
@@ -67,8 +68,10 @@ class ExecutionConfig:
     max_consecutive_errors: int = DEFAULT_MAX_CONSECUTIVE_ERRORS
 
     def __post_init__(self) -> None:
+        if not math.isfinite(self.rate):
+            raise ConfigError(f"--rate must be a number of requests/s, not {self.rate}")
         if not self.rate > 0:
-            raise ConfigError(f"--rate must be above 0 requests/s, not {self.rate}")
+            raise ConfigError(f"--rate must be above 0 requests/s, not {self.rate:g}")
         if self.burst < 1:
             raise ConfigError(f"burst must be at least 1, not {self.burst}")
         if self.concurrency < 1:

@@ -582,6 +582,12 @@ class _Loader:
                     f"[attributes] {name!r} must be a table: write {label}"
                     ' followed by column = "<input column>"'
                 )
+            for key, value in body.items():
+                if key not in _ATTRIBUTE_KEYS and isinstance(value, dict):
+                    raise _Invalid(
+                        f"{label[:-1]}.{key}] is a nested table; an attribute name"
+                        f" with ':' must be quoted, e.g. [attributes.\"{name}:{key}\"]"
+                    )
             problem = attribute_name_problem(name)
             if problem is not None:
                 raise _Invalid(f"{label} {problem}")
@@ -589,13 +595,6 @@ class _Loader:
         return rules
 
     def _rule(self, name: str, body: dict[str, object], label: str) -> AttributeRule:
-        for key, value in body.items():
-            if key not in _ATTRIBUTE_KEYS and isinstance(value, dict):
-                raise _Invalid(
-                    f"{_table('attributes', name)[:-1]}.{key}] is a nested table;"
-                    " an attribute name with ':' must be quoted, e.g."
-                    f' [attributes."{name}:{key}"]'
-                )
         self._known_keys(body, label, _ATTRIBUTE_KEYS)
         given = [key for key in _SOURCES if key in body]
         if not given:

@@ -387,7 +387,7 @@ def write_report(
     ``only`` keeps just the rows whose status is in it.
     """
     progress = progress or NullProgress()
-    summary = Summary(warnings=[])
+    summary = Summary(problems=ledger.problem_counts(), warnings=list(job.warnings))
     columns = job.report_input_columns
     with ReportWriter(report_path, input_columns=columns) as writer:
         for batch in job.source.batches():
@@ -431,7 +431,7 @@ def _merge(batch: pl.DataFrame, stored: pl.DataFrame, job: Job) -> pl.DataFrame:
     key = job.mapping.user_column
     base = batch.select(
         pl.col(ROW).alias("row"),
-        pl.col(key).str.strip_chars().alias("__key"),
+        pl.col(key).str.strip_chars().replace("", None).alias("__key"),
         *job.report_inputs(),
     )
     merged = base.join(stored, on="row", how="left")
@@ -515,7 +515,7 @@ def describe_status(ledger: Ledger, *, now: Callable[[], float] = time.time) -> 
     first, last, sent = ledger.activity()
     if first is not None and last is not None:
         span = last - first
-        rate = sent / span if span > 0 else None
+        rate = (sent - 1) / span if span > 0 else None
         lines.append(
             "Last activity: "
             + datetime.fromtimestamp(last, UTC).isoformat(timespec="seconds")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -375,9 +375,17 @@ class _PhoneTables:
     #: "KEY#length#number".
     general: str
     types: str
-    #: Leading digits at the start of "KEY#number", and the keys that have them.
+    #: Leading digits of the regions that share a calling code, on "CC#number":
+    #: all of them (any_leading), and one capture group per region, in
+    #: metadata order, so the first group to match names the region
+    #: (leading, with leading_keys the region key of each group).
+    any_leading: str
     leading: str
-    leading_keys: frozenset[str]
+    leading_keys: tuple[str, ...]
+    #: Position of each region key among its calling code's regions.
+    position: Mapping[str, int]
+    #: Regions without leading digits, the first, second... of each calling code.
+    plain: tuple[Mapping[str, str], ...]
 
 
 @functools.cache
@@ -389,38 +397,60 @@ def _tables() -> _PhoneTables:
         regions.update((region.key, region) for region in found)
         by_country[str(code)] = tuple(region.key for region in found)
     values = regions.values()
+    # phonenumbers ignores leading digits of a region that has its code alone.
+    leading = [
+        (code, key, regions[key].leading_digits)
+        for code, keys in by_country.items()
+        if len(keys) > 1
+        for key in keys
+        if regions[key].leading_digits
+    ]
+    plain = [
+        [key for key in keys if regions[key].leading_digits is None or len(keys) == 1]
+        for keys in by_country.values()
+    ]
     return _PhoneTables(
         regions=MappingProxyType(regions),
         by_country=MappingProxyType(by_country),
         # Calling codes are prefix-free, so the alternation order does not matter.
         country_code="^(" + "|".join(by_country) + ")",
-        national_prefix="^(?:"
-        + "|".join(
+        national_prefix=_alternatives(
             f"{r.key}#(?:{r.national_prefix})" for r in values if r.national_prefix
-        )
-        + ")",
-        general="^(?:"
-        + "|".join(
+        ),
+        general=_alternatives(
             f"{r.key}#{_lengths(r.general.lengths)}#(?:{r.general.body})"
             for r in values
             if r.general and r.types
         )
-        + ")$",
-        types="^(?:"
-        + "|".join(
+        + "$",
+        types=_alternatives(
             f"{r.key}#{_lengths(desc.lengths)}#(?:{desc.body})"
             for r in values
             if r.general
             for desc in r.types
         )
-        + ")$",
-        leading="^(?:"
-        + "|".join(
-            f"{r.key}#(?:{r.leading_digits})" for r in values if r.leading_digits
-        )
-        + ")",
-        leading_keys=frozenset(r.key for r in values if r.leading_digits),
+        + "$",
+        any_leading=_alternatives(f"{code}#(?:{ld})" for code, _, ld in leading),
+        leading=_alternatives(f"{code}#(?:{ld})()" for code, _, ld in leading),
+        leading_keys=tuple(key for _, key, _ in leading),
+        position=MappingProxyType(
+            {key: at for keys in by_country.values() for at, key in enumerate(keys)}
+        ),
+        plain=tuple(
+            MappingProxyType(
+                {
+                    code: keys[step]
+                    for code, keys in zip(by_country, plain, strict=True)
+                    if len(keys) > step
+                }
+            )
+            for step in range(max(map(len, plain)))
+        ),
     )
+
+
+def _alternatives(patterns: Iterable[str]) -> str:
+    return "^(?:" + "|".join(patterns) + ")"
 
 
 def region_problem(region: str) -> str | None:
@@ -617,46 +647,52 @@ def _valid_numbers(frame: pl.DataFrame) -> pl.DataFrame:
 
     Like phonenumbers, the first region of the calling code (in metadata order)
     whose leading digits match, or that has none and validates the number,
-    decides. Each round tries the next region on the rows still undecided; most
-    are decided in the first.
+    decides. The region picked by leading digits is found in one pass; then
+    each round tries the next region without them (at most three: US then CA
+    for +1) on the rows still undecided.
     """
     tables = _tables()
-    number = pl.col("n")
-    key = pl.col("key")
+    number, key = pl.col("n"), pl.col("key")
     size = number.str.len_chars().cast(pl.String)
     long_key = pl.concat_str(key, pl.lit("#"), size, pl.lit("#"), number)
     ok = long_key.str.contains(tables.general) & long_key.str.contains(tables.types)
-    chosen = (
-        pl.when(key.is_in(tables.leading_keys))
-        .then(pl.concat_str(key, pl.lit("#"), number).str.contains(tables.leading))
-        .otherwise(ok)
+    short_key = pl.concat_str("cc", pl.lit("#"), number)
+    frame = frame.with_columns(lead=pl.lit(None, dtype=pl.String))
+    leads = frame.select(short_key.str.contains(tables.any_leading)).to_series()
+    if leads.any():
+        groups = frame.filter(leads).select(
+            "i", found=short_key.str.extract_groups(tables.leading)
+        )
+        named = pl.coalesce(
+            pl.when(pl.col("found").struct.field(str(at)).is_not_null()).then(
+                pl.lit(name)
+            )
+            for at, name in enumerate(tables.leading_keys, start=1)
+        )
+        frame = frame.join(
+            groups.select("i", chosen=named), on="i", how="left", maintain_order="left"
+        ).select("i", "cc", "n", lead="chosen")
+    lead_at = pl.col("lead").replace_strict(
+        tables.position, default=None, return_dtype=pl.Int64
     )
     valid = [pl.DataFrame(schema={"i": pl.UInt32, "e164": pl.String})]
-    round_ = 0
-    while not frame.is_empty():
-        keys = {
-            code: regions[round_]
-            for code, regions in tables.by_country.items()
-            if len(regions) > round_
-        }
-        done = (
-            frame.lazy()
-            .with_columns(
-                key=pl.col("cc").replace_strict(
-                    keys, default=None, return_dtype=pl.String
-                )
-            )
-            .filter(key.is_not_null())
-            .with_columns(ok=ok, chosen=chosen)
-            .collect()
-        )
-        valid.append(
-            done.filter("chosen", "ok").select(
-                "i", e164=pl.concat_str(pl.lit("+"), "cc", "n")
+    e164 = pl.concat_str(pl.lit("+"), "cc", "n")
+    for regions in tables.plain:
+        at = key.replace_strict(tables.position, default=None, return_dtype=pl.Int64)
+        frame = frame.with_columns(
+            key=pl.col("cc").replace_strict(
+                regions, default=None, return_dtype=pl.String
             )
         )
-        frame = done.filter(~pl.col("chosen")).select("i", "cc", "n")
-        round_ += 1
+        # A plain region comes into play only before the one leading digits chose.
+        now = key.is_not_null() & (lead_at.is_null() | (at < lead_at)).fill_null(False)
+        checked = frame.lazy().filter(now).with_columns(ok=ok).collect()
+        valid.append(checked.filter("ok").select("i", e164=e164))
+        frame = pl.concat(
+            [frame.filter(~now), checked.filter(~pl.col("ok")).drop("ok")]
+        )
+    decided = frame.lazy().filter(pl.col("lead").is_not_null()).with_columns(key="lead")
+    valid.append(decided.filter(ok).select("i", e164=e164).collect())
     return pl.concat(valid)
 
 

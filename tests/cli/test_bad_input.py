@@ -715,12 +715,6 @@ def test_real_run_sends_only_valid_rows(pool: EmulatedPool) -> None:
     assert "custom:tenant_id" not in pool.user_attributes(pool_id, "long")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pipeline.write_report / cli._execute: the summary of a real run has "
-    "no 'Problems by code' section (Summary(warnings=[]) gets no problem "
-    "counts), so a user sees 'invalid 8' and no reason; a dry run shows them",
-)
 def test_real_run_summary_lists_problems_by_code(pool: EmulatedPool) -> None:
     pool_id = mixed_pool(pool)
     result = invoke(

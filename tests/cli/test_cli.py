@@ -88,11 +88,6 @@ def test_command_help_mentions_every_option(name: str) -> None:
     assert "-h, --help" in options
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli.py: the arguments show as INPUT_PATH / JOB_PATH in the usage line "
-    "while the help text, README and DESIGN call them INPUT and JOB",
-)
 @pytest.mark.parametrize(
     ("name", "argument"),
     [
@@ -356,8 +351,7 @@ PHONES = "username,phone\nu1,(415) 555-0100\nu2,415.555.0101\n"
 
 PHONE_PLAN = (
     "This run will:\n"
-    "  - change phone_number (verification messages, unverified aliases: see the "
-    "warnings)\n"
+    "  - change phone_number, marked verified in the same call (no message)\n"
     '  - phone_number is set with phone_number_verified = "true": Cognito changes '
     "it at once, keeps it verified and sends no message\n"
 )
@@ -465,6 +459,10 @@ def test_yes_runs_without_asking(pool: EmulatedPool) -> None:
         "Attribute changes:\n"
         "  phone_number           2 set\n"
         "  phone_number_verified  2 set\n"
+        "\n"
+        "Warnings:\n"
+        '  - phone_number is set with phone_number_verified = "true": Cognito '
+        "changes it at once, keeps it verified and sends no message\n"
         "Report: report.csv\n"
     )
     assert result.stderr == "Job: job.sqlite\n"
@@ -477,13 +475,6 @@ def test_yes_runs_without_asking(pool: EmulatedPool) -> None:
     assert mode("job.sqlite") == 0o600
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli._confirm: says 'verification messages, unverified aliases' for "
-    'phone_number even when the mapping sets phone_number_verified = "true", '
-    "which sends no message and keeps the number verified (its own warning "
-    "line below says so)",
-)
 def test_prompt_does_not_promise_messages_a_verified_change_never_sends(
     pool: EmulatedPool,
 ) -> None:
@@ -501,13 +492,6 @@ def test_prompt_does_not_promise_messages_a_verified_change_never_sends(
     assert "unverified aliases" not in result.output
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli.run/_confirm + pipeline.write_report: a real run with --yes never "
-    "shows the mapping's warnings (alias moves, unverified numbers, deletes): "
-    "they are printed only inside the confirmation prompt, and the run summary "
-    "is built with warnings=[]",
-)
 def test_real_run_with_yes_still_shows_the_warnings(pool: EmulatedPool) -> None:
     pool_id = pool.seed(SCHEMA, [{"username": "u1"}])
     write("in.csv", "username,email\nu1,new@example.com\n")
@@ -591,11 +575,6 @@ def test_rate_must_be_positive(pool: EmulatedPool, rate: str, dry_run: bool) -> 
     assert not Path("report.csv").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="execution.ExecutionConfig: the message echoes --rate as a float "
-    "('not 0.0', 'not -1.0'), not as the user typed it; format with :g",
-)
 def test_rate_error_echoes_the_value_as_typed() -> None:
     write("in.csv", "username,tenant\nu1,acme\n")
     result = invoke(
@@ -604,13 +583,6 @@ def test_rate_error_echoes_the_value_as_typed() -> None:
     assert result.output == "Error: --rate must be above 0 requests/s, not 0\n"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="execution.ExecutionConfig.__post_init__: `not rate > 0` lets inf "
-    "through; the run prints the quota warning, creates the job file, and only "
-    "then fails with 'rate must be a positive number, got inf' from the rate "
-    "limiter; reject non-finite rates up front (math.isfinite)",
-)
 def test_infinite_rate_is_rejected_before_anything_happens(pool: EmulatedPool) -> None:
     pool_id = tenants(pool)
     result = invoke(
@@ -768,13 +740,6 @@ def test_report_with_an_unknown_status() -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli.run/_execute: the --report path is checked only by "
-    "pipeline.write_report after every row was sent; a typo in the extension "
-    "(or a missing directory) exits 2 'nothing was sent' after all the writes, "
-    "without a summary. Check report_format() and the directory before sending",
-)
 @pytest.mark.parametrize("report", ["out.txt", "missing-dir/out.csv"])
 def test_real_run_rejects_a_bad_report_path_before_sending(
     pool: EmulatedPool, report: str
@@ -788,12 +753,6 @@ def test_real_run_rejects_a_bad_report_path_before_sending(
     assert sum(pool.writes.values()) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="report.ReportWriter / cli: --report (and report -o) naming the INPUT "
-    "file silently replaces the user's input with the report (os.replace); refuse "
-    "when the report path resolves to the input (or job) file",
-)
 @pytest.mark.parametrize("command", ["validate", "dry-run"])
 def test_report_never_overwrites_the_input(command: str) -> None:
     original = "username,tenant\nu1,acme\n"

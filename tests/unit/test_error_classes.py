@@ -383,19 +383,17 @@ def test_the_daily_message_limit_stops_the_job() -> None:
 
     from migrate.cognito import classify
 
-    error = ClientError(
-        {
-            "Error": {
-                "Code": "LimitExceededException",
-                "Message": "Exceeded daily email limit for the operation or the "
-                "account. If a higher limit is required, please configure your "
-                "user pool to use your own Amazon SES configuration for sending "
-                "email.",
-            },
-            "ResponseMetadata": {"HTTPStatusCode": 400},
+    response: Any = {
+        "Error": {
+            "Code": "LimitExceededException",
+            "Message": "Exceeded daily email limit for the operation or the "
+            "account. If a higher limit is required, please configure your "
+            "user pool to use your own Amazon SES configuration for sending "
+            "email.",
         },
-        "AdminUpdateUserAttributes",
-    )
+        "ResponseMetadata": {"HTTPStatusCode": 400},
+    }
+    error = ClientError(response, "AdminUpdateUserAttributes")
     result = classify(error, api="admin")
     assert result.kind == "fatal"
     assert result.message.startswith("Cognito's daily message limit is reached")
