@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import sys
 import time
@@ -634,23 +635,52 @@ def _fingerprint_options(job: Job, *, diff: bool) -> dict[str, Any]:
 
 
 def _take_snapshot(
-    client: Any, pool_id: str, schema: PoolSchema, path: Path, *, quiet: bool
+    client: Any,
+    pool_id: str,
+    schema: PoolSchema,
+    path: Path,
+    *,
+    quiet: bool,
+    rate: float | None = None,
 ) -> Path:
     """Export the pool's users (ListUsers) to ``path`` for a diff."""
     from migrate.cognito import UserPool
-    from migrate.snapshot import take_snapshot
+    from migrate.snapshot import DEFAULT_LIST_RATE, take_snapshot
 
-    if not quiet:
+    bar: Any = None
+    if not quiet and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(unit="user", desc="snapshot", file=sys.stderr)
+    elif not quiet:
         click.echo(f"Snapshot: reading the pool's users into {path}", err=True)
-    result = take_snapshot(
-        UserPool(client, pool_id=pool_id, api="admin"),
-        path,
-        attributes=list(schema.attributes),
-    )
-    if not quiet:
-        click.echo(
-            f"Snapshot: {result.users:,} users in {result.pages:,} pages", err=True
+
+    def progress(users: int) -> None:
+        if bar is not None:
+            bar.update(users - bar.n)
+
+    try:
+        result = take_snapshot(
+            UserPool(client, pool_id=pool_id, api="admin"),
+            path,
+            attributes=list(schema.attributes),
+            rate=rate or DEFAULT_LIST_RATE,
+            progress=progress,
         )
+    finally:
+        if bar is not None:
+            bar.close()
+    if not quiet:
+        resumed = " (continued an interrupted snapshot)" if result.resumed else ""
+        click.echo(
+            f"Snapshot: {result.users:,} users in {result.pages:,} pages{resumed}",
+            err=True,
+        )
+    if result.restarted:
+        _warn(f"the snapshot started over: {result.restarted}")
+    if result.unknown_attributes:
+        names = ", ".join(sorted(result.unknown_attributes))
+        _warn(f"attributes outside the pool schema were left out: {names}")
     return path
 
 
@@ -687,8 +717,13 @@ def _execute(
         options=_fingerprint_options(job, diff=diff),
     )
     if fresh:
+        from migrate.snapshot import parts_directory
+
         for suffix in ("", "-wal", "-shm", ".snapshot.parquet"):
             Path(f"{job_path}{suffix}").unlink(missing_ok=True)
+        shutil.rmtree(
+            parts_directory(f"{job_path}.snapshot.parquet"), ignore_errors=True
+        )
     if job_path.exists():
         ledger = Ledger.open(job_path)
         try:
@@ -993,6 +1028,14 @@ def report(job_path: Path, output_path: Path, only: tuple[str, ...]) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Saved DescribeUserPool output (default: read from the pool).",
 )
+@click.option(
+    "--rate",
+    type=float,
+    default=20.0,
+    show_default=True,
+    help="ListUsers requests/s (the UserList quota is 30/s per account and "
+    "region, shared).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress, only the result line.")
 def snapshot(
     user_pool_id: str,
@@ -1001,12 +1044,14 @@ def snapshot(
     region: str | None,
     endpoint_url: str | None,
     schema_path: Path | None,
+    rate: float,
     quiet: bool,
 ) -> None:
     """Export the pool's users and attributes (ListUsers) to a file.
 
-    Pages of 60 users under a rate limit below the 30/s UserList quota. Run the
-    same command again to continue an interrupted snapshot.
+    Pages of 60 users under a rate limit below the 30/s UserList quota. Progress
+    is kept in .FILE.snapshot-parts/ next to the file: run the same command
+    again to continue an interrupted snapshot. An existing FILE is replaced.
     """
     try:
         from migrate.cognito import make_client
@@ -1018,7 +1063,9 @@ def snapshot(
             else _describe(client, user_pool_id)[0]
         )
         with _interrupts():
-            _take_snapshot(client, user_pool_id, schema, output_path, quiet=quiet)
+            _take_snapshot(
+                client, user_pool_id, schema, output_path, quiet=quiet, rate=rate
+            )
     except KeyboardInterrupt:
         raise CommandError(
             "interrupted; run the same command again to continue the snapshot",

@@ -148,12 +148,16 @@ class Mapping:
         """The batch as ROW, USER, [TOKEN], then each attribute's value and problem."""
         if any(column not in batch.columns for column in self.source_columns()):
             self.check_columns(batch.columns, source="the input")
-        frame = batch.lazy().select(self._plan.sources)
+        # One chunk per column: polars zips columns whose chunks differ (as a
+        # batch function's output and the streaming engine's do) very slowly.
+        frame = batch.lazy().select(self._plan.sources).collect().rechunk()
         # Each transform step is its own with_columns so that a struct (and the
         # e164 batch function behind it) is computed once, not once per field.
         for structs, unpack in self._plan.steps:
-            frame = frame.with_columns(structs).with_columns(unpack)
-        return frame.select(self._plan.outputs).collect()
+            frame = (
+                frame.lazy().with_columns(structs).with_columns(unpack).collect()
+            ).rechunk()
+        return frame.lazy().select(self._plan.outputs).collect()
 
     def _column_uses(self) -> list[tuple[str, str]]:
         uses = [(self.user_column, "[user] column")]

@@ -94,8 +94,14 @@ class Job:
             case_sensitive=self.schema.case_sensitive,
             source=str(path),
             alias_attributes=self.alias_attributes,
+            collect=self.source.collect,
         )
-        return replace(self, current=current)
+        keys = self.source.scan().select(
+            pl.col(ROW), pl.col(self.mapping.user_column).str.strip_chars().alias(USER)
+        )
+        return replace(
+            self, current=current.aligned_to(keys, collect=self.source.collect)
+        )
 
     @property
     def alias_attributes(self) -> tuple[str, ...]:

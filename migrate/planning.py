@@ -10,7 +10,7 @@ already marked the row invalid.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import polars as pl
 
@@ -83,6 +83,30 @@ class CurrentValues:
     user_as: str
     case_sensitive: bool | None
     source: str
+    #: ``users`` joined to every input row once, sorted by ROW (see aligned_to).
+    by_row: pl.DataFrame | None = None
+
+    def aligned_to(
+        self,
+        keys: pl.LazyFrame,
+        collect: Callable[[pl.LazyFrame], pl.DataFrame] | None = None,
+    ) -> CurrentValues:
+        """Join the whole input's keys (ROW, USER) to the snapshot in one pass.
+
+        Joining every batch against the whole snapshot would hash the snapshot
+        once per batch; one join, then a slice per batch, costs one hash.
+        """
+        run = collect or (lambda query: query.collect(engine="streaming"))
+        by_row = run(
+            keys.select(
+                pl.col(ROW),
+                _normalised(pl.col(USER), self.user_as, self.case_sensitive).alias(KEY),
+            )
+            .join(self.users.lazy(), on=KEY, how="left")
+            .drop(KEY)
+            .sort(ROW)
+        )
+        return replace(self, by_row=by_row)
 
     @classmethod
     def from_snapshot(
@@ -143,9 +167,17 @@ class CurrentValues:
 
     def attach(self, frame: pl.DataFrame) -> pl.DataFrame:
         """Join each row with its user's current values (and alias owners)."""
-        frame = frame.with_columns(
-            _normalised(pl.col(USER), self.user_as, self.case_sensitive).alias(KEY)
-        ).join(self.users, on=KEY, how="left", coalesce=True)
+        if self.by_row is not None and frame.height:
+            rows = frame.get_column(ROW)
+            first, last = int(rows.min()), int(rows.max())  # type: ignore[arg-type]
+            start = self.by_row[ROW].search_sorted(first, side="left")
+            end = self.by_row[ROW].search_sorted(last, side="right")
+            window = self.by_row.slice(start, end - start)
+            frame = frame.join(window, on=ROW, how="left", maintain_order="left")
+        else:
+            frame = frame.with_columns(
+                _normalised(pl.col(USER), self.user_as, self.case_sensitive).alias(KEY)
+            ).join(self.users, on=KEY, how="left", coalesce=True)
         for name, owners in self.aliases.items():
             target = _normalised(pl.col(value_col(name)), name, self.case_sensitive)
             frame = (

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -160,58 +160,96 @@ def _check_format(options: TransformOptions) -> str | None:
     return None
 
 
-def _parse_datetime(text: pl.Expr, fmt: str) -> pl.Expr:
-    return text.str.strptime(pl.Datetime("us"), fmt, strict=False)
+Parser = Callable[[pl.Series], pl.Series]
+
+
+def _date_parser(fmt: str) -> Parser:
+    return lambda text: text.str.strptime(pl.Date, fmt, strict=False)
+
+
+def _datetime_parser(fmt: str) -> Parser:
+    return lambda text: text.str.strptime(pl.Datetime("us"), fmt, strict=False)
+
+
+def _seconds(parse: Parser) -> Parser:
+    return lambda text: parse(text).dt.epoch("s")
+
+
+def _day(parse: Parser) -> Parser:
+    return lambda text: parse(text).dt.date()
+
+
+def _whole_seconds(text: pl.Series) -> pl.Series:
+    # Digits only are taken as seconds already (a re-run of an earlier export).
+    digits = text.str.contains(r"^[0-9]{1,12}$")
+    return text.cast(pl.Int64, strict=False).zip_with(
+        digits, pl.repeat(None, len(text), dtype=pl.Int64, eager=True)
+    )
+
+
+def _first_parse(text: pl.Series, parsers: Sequence[Parser]) -> pl.Series:
+    """Each cell read by the first parser that can; the rest are tried only on
+    the cells still unread, so a column in the first layout costs one parse."""
+    found = parsers[0](text)
+    for parse in parsers[1:]:
+        missing = found.is_null() & text.is_not_null()
+        if not missing.any():
+            break
+        found = found.scatter(missing.arg_true(), parse(text.filter(missing)))
+    return found
+
+
+def _parse_batch(
+    raw: pl.Series, parsers: Sequence[Parser], expected: str, *, as_date: bool
+) -> pl.Series:
+    """The result struct for one column of dates (YYYY-MM-DD) or epoch seconds."""
+    raw = raw.cast(pl.String).rechunk()
+    parsed = _first_parse(raw.str.strip_chars(), parsers)
+    frame = pl.DataFrame({"raw": raw, "parsed": parsed})
+    if as_date:
+        # Cognito's birthdate is exactly 10 characters: four-digit years only.
+        good = pl.col("parsed").dt.year().is_between(1, 9999).fill_null(False)
+        out = pl.col("parsed").dt.to_string("%Y-%m-%d")
+    else:
+        good = pl.col("parsed").is_not_null()
+        out = pl.col("parsed").cast(pl.String)
+    return frame.select(
+        pl.struct(
+            pl.when(good).then(out).otherwise("raw").alias(VALUE),
+            pl.when(pl.col("raw").is_not_null() & ~good)
+            .then(_quoted(pl.col("raw"), expected))
+            .alias(PROBLEM),
+        )
+    ).to_series()
 
 
 def _date(value: pl.Expr, options: TransformOptions) -> pl.Expr:
-    text = value.str.strip_chars()
     if options.format is not None:
-        parsed = _parse_datetime(text, options.format).dt.date()
+        parsers = [_day(_datetime_parser(options.format))]
         expected = f"does not match the date format {options.format!r}"
     else:
-        parsed = pl.coalesce(
-            *(text.str.strptime(pl.Date, fmt, strict=False) for fmt in DATE_FORMATS),
-            *(_parse_datetime(text, fmt).dt.date() for fmt in DATETIME_FORMATS[2:]),
-        )
+        parsers = [_date_parser(fmt) for fmt in DATE_FORMATS]
+        parsers += [_day(_datetime_parser(fmt)) for fmt in DATETIME_FORMATS[2:]]
         expected = "is not a date (write it as YYYY-MM-DD)"
-    # Cognito's birthdate is exactly 10 characters: four-digit years only.
-    good = parsed.dt.year().is_between(1, 9999)
-    problem = (
-        pl.when(value.is_null())
-        .then(_NO_PROBLEM)
-        .when(good.is_null() | ~good)
-        .then(_quoted(value, expected))
+    return value.map_batches(
+        lambda raw: _parse_batch(raw, parsers, expected, as_date=True),
+        return_dtype=RESULT_DTYPE,
     )
-    out = pl.when(good).then(parsed.dt.to_string("%Y-%m-%d")).otherwise(value)
-    return _result(out, problem)
 
 
 def _epoch(value: pl.Expr, options: TransformOptions) -> pl.Expr:
-    text = value.str.strip_chars()
     if options.format is not None:
-        seconds = _parse_datetime(text, options.format).dt.epoch("s")
+        parsers = [_seconds(_datetime_parser(options.format))]
         expected = f"does not match the date format {options.format!r}"
     else:
-        # Digits only are taken as seconds already (a re-run of an earlier export).
-        as_int = (
-            pl.when(text.str.contains(r"^[0-9]{1,12}$"))
-            .then(text.cast(pl.Int64, strict=False))
-            .otherwise(pl.lit(None, dtype=pl.Int64))
-        )
-        seconds = pl.coalesce(
-            as_int,
-            *(_parse_datetime(text, fmt).dt.epoch("s") for fmt in DATETIME_FORMATS),
-            *(
-                text.str.strptime(pl.Date, fmt, strict=False).dt.epoch("s")
-                for fmt in DATE_FORMATS
-            ),
-        )
+        parsers = [_whole_seconds]
+        parsers += [_seconds(_datetime_parser(fmt)) for fmt in DATETIME_FORMATS]
+        parsers += [_seconds(_date_parser(fmt)) for fmt in DATE_FORMATS]
         expected = "is not a date or time (write it as YYYY-MM-DDTHH:MM:SSZ)"
-    problem = pl.when(value.is_not_null() & seconds.is_null()).then(
-        _quoted(value, expected)
+    return value.map_batches(
+        lambda raw: _parse_batch(raw, parsers, expected, as_date=False),
+        return_dtype=RESULT_DTYPE,
     )
-    return _result(pl.coalesce(seconds.cast(pl.String), value), problem)
 
 
 # --- e164 ---------------------------------------------------------------------
@@ -382,8 +420,10 @@ class _PhoneTables:
     any_leading: str
     leading: str
     leading_keys: tuple[str, ...]
-    #: Position of each region key among its calling code's regions.
+    #: Position of each region key among its calling code's regions, and of the
+    #: first region with leading digits of the calling codes that have one.
     position: Mapping[str, int]
+    first_leading: Mapping[str, int]
     #: Regions without leading digits, the first, second... of each calling code.
     plain: tuple[Mapping[str, str], ...]
 
@@ -435,6 +475,13 @@ def _tables() -> _PhoneTables:
         leading_keys=tuple(key for _, key, _ in leading),
         position=MappingProxyType(
             {key: at for keys in by_country.values() for at, key in enumerate(keys)}
+        ),
+        first_leading=MappingProxyType(
+            {
+                code: min(keys.index(key) for c, key, _ in leading if c == code)
+                for code, keys in by_country.items()
+                if any(c == code for c, _, _ in leading)
+            }
         ),
         plain=tuple(
             MappingProxyType(
@@ -642,55 +689,88 @@ def _finish(parsed: pl.DataFrame) -> pl.DataFrame:
     return _valid_numbers(frame.filter(pl.col("n").str.len_chars().is_between(2, 17)))
 
 
+def _leading(frame: pl.DataFrame, rows: pl.Expr) -> pl.DataFrame:
+    """Fill in lead (the region its leading digits pick, or null) and lead_at
+    (that region's position) for the given rows not yet looked at."""
+    tables = _tables()
+    todo = rows & ~pl.col("known")
+    look = frame.filter(todo).select("i", key=pl.concat_str("cc", pl.lit("#"), "n"))
+    if look.is_empty():
+        return frame
+    look = look.filter(pl.col("key").str.contains(tables.any_leading))
+    found = look.select(
+        "i",
+        region=pl.coalesce(
+            pl.when(
+                pl.col("key")
+                .str.extract_groups(tables.leading)
+                .struct.field(str(at))
+                .is_not_null()
+            ).then(pl.lit(name))
+            for at, name in enumerate(tables.leading_keys, start=1)
+        ),
+    )
+    region = pl.col("region")
+    return (
+        frame.join(found, on="i", how="left", maintain_order="left")
+        .with_columns(
+            lead=pl.when(todo).then(region).otherwise("lead"),
+            lead_at=pl.when(todo)
+            .then(region.replace_strict(tables.position, default=None))
+            .otherwise("lead_at"),
+            known=pl.col("known") | todo,
+        )
+        .drop("region")
+    )
+
+
 def _valid_numbers(frame: pl.DataFrame) -> pl.DataFrame:
     """is_valid_number over rows (i, cc, n): columns i and e164 of the valid ones.
 
     Like phonenumbers, the first region of the calling code (in metadata order)
     whose leading digits match, or that has none and validates the number,
-    decides. The region picked by leading digits is found in one pass; then
-    each round tries the next region without them (at most three: US then CA
-    for +1) on the rows still undecided.
+    decides. Each round tries the next region without leading digits (at most
+    three: US then CA for +1) on the rows still undecided; the region leading
+    digits pick is looked up only for rows that get that far (+1 numbers valid
+    in the US never need it).
     """
     tables = _tables()
     number, key = pl.col("n"), pl.col("key")
     size = number.str.len_chars().cast(pl.String)
     long_key = pl.concat_str(key, pl.lit("#"), size, pl.lit("#"), number)
     ok = long_key.str.contains(tables.general) & long_key.str.contains(tables.types)
-    short_key = pl.concat_str("cc", pl.lit("#"), number)
-    frame = frame.with_columns(lead=pl.lit(None, dtype=pl.String))
-    leads = frame.select(short_key.str.contains(tables.any_leading)).to_series()
-    if leads.any():
-        groups = frame.filter(leads).select(
-            "i", found=short_key.str.extract_groups(tables.leading)
-        )
-        named = pl.coalesce(
-            pl.when(pl.col("found").struct.field(str(at)).is_not_null()).then(
-                pl.lit(name)
-            )
-            for at, name in enumerate(tables.leading_keys, start=1)
-        )
-        frame = frame.join(
-            groups.select("i", chosen=named), on="i", how="left", maintain_order="left"
-        ).select("i", "cc", "n", lead="chosen")
-    lead_at = pl.col("lead").replace_strict(
-        tables.position, default=None, return_dtype=pl.Int64
+    e164 = pl.concat_str(pl.lit("+"), "cc", "n")
+    frame = frame.with_columns(
+        lead=pl.lit(None, dtype=pl.String),
+        # Until looked at, the first region with leading digits bounds lead_at.
+        lead_at=pl.col("cc").replace_strict(
+            tables.first_leading, default=None, return_dtype=pl.Int64
+        ),
+        known=~pl.col("cc").is_in(list(tables.first_leading)),
     )
     valid = [pl.DataFrame(schema={"i": pl.UInt32, "e164": pl.String})]
-    e164 = pl.concat_str(pl.lit("+"), "cc", "n")
     for regions in tables.plain:
-        at = key.replace_strict(tables.position, default=None, return_dtype=pl.Int64)
+        if not any(code in regions for code in frame.get_column("cc").unique()):
+            break
         frame = frame.with_columns(
             key=pl.col("cc").replace_strict(
                 regions, default=None, return_dtype=pl.String
             )
         )
-        # A plain region comes into play only before the one leading digits chose.
-        now = key.is_not_null() & (lead_at.is_null() | (at < lead_at)).fill_null(False)
+        at = key.replace_strict(tables.position, default=None, return_dtype=pl.Int64)
+        frame = _leading(frame, key.is_not_null() & (at >= pl.col("lead_at")))
+        # A plain region comes into play only before the one leading digits pick.
+        now = (
+            key.is_not_null() & (pl.col("lead_at").is_null() | (at < pl.col("lead_at")))
+        ).fill_null(False)
         checked = frame.lazy().filter(now).with_columns(ok=ok).collect()
         valid.append(checked.filter("ok").select("i", e164=e164))
         frame = pl.concat(
             [frame.filter(~now), checked.filter(~pl.col("ok")).drop("ok")]
         )
+    frame = _leading(frame, pl.lit(True))
+    if frame.is_empty():
+        return pl.concat(valid)
     decided = frame.lazy().filter(pl.col("lead").is_not_null()).with_columns(key="lead")
     valid.append(decided.filter(ok).select("i", e164=e164).collect())
     return pl.concat(valid)
@@ -712,7 +792,8 @@ def _e164_series(raw: pl.Series, region_code: str | None) -> pl.Series:
     """Normalise one column of phone numbers; returns the result struct."""
     region = _tables().regions[region_code] if region_code else None
     length = len(raw)
-    raw = raw.cast(pl.String)
+    # One chunk: zipping columns whose chunks differ is very slow in polars.
+    raw = raw.cast(pl.String).rechunk()
     text = raw.str.strip_chars()
     cleaned = _clean(text)
     plus = cleaned.str.starts_with("+").fill_null(False)
