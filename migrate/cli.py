@@ -35,7 +35,7 @@ from migrate.execution import (
 )
 from migrate.pipeline import DryRunResult, Job, prepare
 from migrate.records import OK_STATUSES, Status, WorkItem
-from migrate.report import report_format
+from migrate.report import Summary, report_format
 from migrate.schema import PoolSchema, load_schema_file, schema_from_describe
 from migrate.source import SourceOptions
 
@@ -770,37 +770,58 @@ def _execute(
             api=job.mapping.api,
             client_metadata=job.mapping.client_metadata,
         )
-        progress = _Progress(quiet=quiet, label="run")
-        stats: ExecutionStats | None = None
-        try:
-            with _interrupts():
-                stats = pipeline.execute(
-                    job,
-                    ledger=ledger,
-                    pool=pool,
-                    config=config,
-                    retry_failed=retry_failed,
-                    progress=progress,
-                )
-        except KeyboardInterrupt:
-            stats = ExecutionStats(interrupted=True)
-        finally:
-            progress.close()
-            ledger.end_run(
-                "interrupted"
-                if stats is None or stats.interrupted
-                else ("aborted" if stats.stopped_by else "finished")
-            )
+        stats = _drive(
+            ledger,
+            "run",
+            quiet,
+            lambda progress: pipeline.execute(
+                job,
+                ledger=ledger,
+                pool=pool,
+                config=config,
+                retry_failed=retry_failed,
+                progress=progress,
+            ),
+        )
         summary = pipeline.write_report(job, ledger, report_path)
+    return _conclude(stats, summary, report_path, f"cognito-migrate resume {job_path}")
+
+
+def _drive(
+    ledger: Ledger,
+    label: str,
+    quiet: bool,
+    work: Callable[[_Progress], ExecutionStats],
+) -> ExecutionStats:
+    """Run ``work`` under progress and signal handling; record how it ended."""
+    progress = _Progress(quiet=quiet, label=label)
+    stats: ExecutionStats | None = None
+    try:
+        with _interrupts():
+            stats = work(progress)
+    except KeyboardInterrupt:
+        stats = ExecutionStats(interrupted=True)
+    finally:
+        progress.close()
+        ledger.end_run(
+            "interrupted"
+            if stats is None or stats.interrupted
+            else ("aborted" if stats.stopped_by else "finished")
+        )
+    return stats
+
+
+def _conclude(
+    stats: ExecutionStats, summary: Summary, report_path: Path, again: str
+) -> int:
+    """Print the summary and what to do next; the exit code."""
     result = pipeline.RunResult(stats=stats, summary=summary, report_path=report_path)
     _print_summary(result)
     if stats.stopped_by is not None:
         click.secho(f"Aborted: {stats.stopped_by}", fg="red", err=True)
-        click.echo(f"Fix the cause, then: cognito-migrate resume {job_path}", err=True)
+        click.echo(f"Fix the cause, then: {again}", err=True)
     elif stats.interrupted:
-        click.echo(
-            f"Interrupted. Continue with: cognito-migrate resume {job_path}", err=True
-        )
+        click.echo(f"Interrupted. Continue with: {again}", err=True)
     return result.exit_code
 
 
@@ -1220,36 +1241,19 @@ def _run_rollback(
     with ledger:
         ledger.lock()
         ledger.start_run("rollback")
-        progress = _Progress(quiet=quiet, label="rollback")
-        stats: ExecutionStats | None = None
-        try:
-            with _interrupts():
-                stats = pipeline.execute_items(
-                    items,
-                    ledger=ledger,
-                    pool=UserPool(client, pool_id=pool_id, api="admin"),
-                    config=config,
-                    progress=progress,
-                )
-        except KeyboardInterrupt:
-            stats = ExecutionStats(interrupted=True)
-        finally:
-            progress.close()
-            ledger.end_run(
-                "interrupted"
-                if stats is None or stats.interrupted
-                else ("aborted" if stats.stopped_by else "finished")
-            )
-        summary = pipeline.write_ledger_report(ledger, report_path, rows=items)
-    result = pipeline.RunResult(stats=stats, summary=summary, report_path=report_path)
-    _print_summary(result)
-    if stats.stopped_by is not None:
-        click.secho(f"Aborted: {stats.stopped_by}", fg="red", err=True)
-    if stats.stopped:
-        click.echo(
-            f"Continue with: cognito-migrate rollback {job_path} --yes", err=True
+        pool = UserPool(client, pool_id=pool_id, api="admin")
+        stats = _drive(
+            ledger,
+            "rollback",
+            quiet,
+            lambda progress: pipeline.execute_items(
+                items, ledger=ledger, pool=pool, config=config, progress=progress
+            ),
         )
-    return result.exit_code
+        summary = pipeline.write_ledger_report(ledger, report_path, rows=items)
+    return _conclude(
+        stats, summary, report_path, f"cognito-migrate rollback {job_path} --yes"
+    )
 
 
 def main() -> None:
