@@ -5,9 +5,10 @@ Struct expression with two String fields: ``value`` (the transformed value) and
 ``problem`` (a short message naming the value when it could not be transformed,
 null when fine; null input gives null in both). A transform never raises on data.
 
-One struct rather than a (value, problem) pair of expressions: e164 runs as one
-vectorised function per batch, and polars' common-subexpression elimination does
-not deduplicate Python functions, so a pair would run it twice.
+One struct rather than a (value, problem) pair of expressions: e164, date and
+epoch run as one vectorised function per batch (they work on the rows a cheaper
+step left undecided), and polars' common-subexpression elimination does not
+deduplicate Python functions, so a pair would run them twice.
 """
 
 from __future__ import annotations
@@ -333,7 +334,8 @@ class _PhoneRegion:
 
     def viable(self) -> str:
         """phonenumbers' _match_national_number(n, general_desc): a full match."""
-        return f"^(?:{self.general.body})$" if self.general else "^$x"
+        never = "^$x"
+        return f"^(?:{self.general.body})$" if self.general else never
 
 
 def _ascii(pattern: str) -> str:
@@ -519,10 +521,6 @@ def _false(length: int) -> pl.Series:
     return pl.repeat(False, length, dtype=pl.Boolean, eager=True)
 
 
-def _where(mask: pl.Series, then: pl.Series, otherwise: pl.Series) -> pl.Series:
-    return then.zip_with(mask, otherwise)
-
-
 def _patch(base: pl.Series, mask: pl.Series, values: pl.Series) -> pl.Series:
     """``base`` with the rows where ``mask`` holds replaced by ``values``."""
     if values.is_empty():
@@ -689,38 +687,23 @@ def _finish(parsed: pl.DataFrame) -> pl.DataFrame:
     return _valid_numbers(frame.filter(pl.col("n").str.len_chars().is_between(2, 17)))
 
 
-def _leading(frame: pl.DataFrame, rows: pl.Expr) -> pl.DataFrame:
-    """Fill in lead (the region its leading digits pick, or null) and lead_at
-    (that region's position) for the given rows not yet looked at."""
+def _leading(frame: pl.DataFrame) -> pl.DataFrame:
+    """Rows (i, cc, n) with the region their leading digits pick (lead, or
+    null) and its position among its calling code's regions (lead_at)."""
     tables = _tables()
-    todo = rows & ~pl.col("known")
-    look = frame.filter(todo).select("i", key=pl.concat_str("cc", pl.lit("#"), "n"))
-    if look.is_empty():
-        return frame
-    look = look.filter(pl.col("key").str.contains(tables.any_leading))
-    found = look.select(
+    key = pl.concat_str("cc", pl.lit("#"), "n")
+    found = key.str.extract_groups(tables.leading)
+    picks = frame.filter(key.str.contains(tables.any_leading)).select(
         "i",
-        region=pl.coalesce(
-            pl.when(
-                pl.col("key")
-                .str.extract_groups(tables.leading)
-                .struct.field(str(at))
-                .is_not_null()
-            ).then(pl.lit(name))
+        lead=pl.coalesce(
+            pl.when(found.struct.field(str(at)).is_not_null()).then(pl.lit(name))
             for at, name in enumerate(tables.leading_keys, start=1)
         ),
     )
-    region = pl.col("region")
-    return (
-        frame.join(found, on="i", how="left", maintain_order="left")
-        .with_columns(
-            lead=pl.when(todo).then(region).otherwise("lead"),
-            lead_at=pl.when(todo)
-            .then(region.replace_strict(tables.position, default=None))
-            .otherwise("lead_at"),
-            known=pl.col("known") | todo,
+    return frame.join(picks, on="i", how="left", maintain_order="left").with_columns(
+        lead_at=pl.col("lead").replace_strict(
+            tables.position, default=None, return_dtype=pl.Int64
         )
-        .drop("region")
     )
 
 
@@ -729,48 +712,48 @@ def _valid_numbers(frame: pl.DataFrame) -> pl.DataFrame:
 
     Like phonenumbers, the first region of the calling code (in metadata order)
     whose leading digits match, or that has none and validates the number,
-    decides. Each round tries the next region without leading digits (at most
-    three: US then CA for +1) on the rows still undecided; the region leading
-    digits pick is looked up only for rows that get that far (+1 numbers valid
-    in the US never need it).
+    decides. Rounds try the regions without leading digits in turn (at most
+    three: US then CA for +1) on the rows still undecided. Leading digits are
+    looked at only for rows that get past the regions listed before any region
+    that has them: +1 numbers valid in the US never are.
     """
     tables = _tables()
     number, key = pl.col("n"), pl.col("key")
     size = number.str.len_chars().cast(pl.String)
     long_key = pl.concat_str(key, pl.lit("#"), size, pl.lit("#"), number)
     ok = long_key.str.contains(tables.general) & long_key.str.contains(tables.types)
+    at = key.replace_strict(tables.position, default=None, return_dtype=pl.Int64)
     e164 = pl.concat_str(pl.lit("+"), "cc", "n")
-    frame = frame.with_columns(
-        lead=pl.lit(None, dtype=pl.String),
-        # Until looked at, the first region with leading digits bounds lead_at.
-        lead_at=pl.col("cc").replace_strict(
-            tables.first_leading, default=None, return_dtype=pl.Int64
-        ),
-        known=~pl.col("cc").is_in(list(tables.first_leading)),
+    # Until leading digits are looked at, the first region that has them.
+    first = pl.col("cc").replace_strict(
+        tables.first_leading, default=None, return_dtype=pl.Int64
     )
     valid = [pl.DataFrame(schema={"i": pl.UInt32, "e164": pl.String})]
+    looked = False
     for regions in tables.plain:
-        if not any(code in regions for code in frame.get_column("cc").unique()):
+        if not set(frame.get_column("cc").unique()).intersection(regions):
             break
-        frame = frame.with_columns(
-            key=pl.col("cc").replace_strict(
-                regions, default=None, return_dtype=pl.String
-            )
+        plain = pl.col("cc").replace_strict(
+            regions, default=None, return_dtype=pl.String
         )
-        at = key.replace_strict(tables.position, default=None, return_dtype=pl.Int64)
-        frame = _leading(frame, key.is_not_null() & (at >= pl.col("lead_at")))
-        # A plain region comes into play only before the one leading digits pick.
-        now = (
-            key.is_not_null() & (pl.col("lead_at").is_null() | (at < pl.col("lead_at")))
-        ).fill_null(False)
-        checked = frame.lazy().filter(now).with_columns(ok=ok).collect()
+        if not looked:
+            behind = plain.replace_strict(tables.position, default=None) >= first
+            if frame.select(behind.fill_null(False).any()).item():
+                frame, looked = _leading(frame), True
+        bound = pl.col("lead_at") if looked else first
+        now = key.is_not_null() & (bound.is_null() | (at < bound))
+        checked = (
+            frame.lazy()
+            .with_columns(key=plain)
+            .with_columns(ok=(now & ok).fill_null(False))
+            .collect()
+        )
         valid.append(checked.filter("ok").select("i", e164=e164))
-        frame = pl.concat(
-            [frame.filter(~now), checked.filter(~pl.col("ok")).drop("ok")]
-        )
-    frame = _leading(frame, pl.lit(True))
+        frame = checked.filter(~pl.col("ok")).drop("key", "ok")
     if frame.is_empty():
         return pl.concat(valid)
+    if not looked:
+        frame = _leading(frame)
     decided = frame.lazy().filter(pl.col("lead").is_not_null()).with_columns(key="lead")
     valid.append(decided.filter(ok).select("i", e164=e164).collect())
     return pl.concat(valid)
