@@ -16,12 +16,13 @@ caller knows them as not attempted.
 from __future__ import annotations
 
 import math
+import queue
 import random as _random
 import re
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Protocol
@@ -145,34 +146,57 @@ class Executor:
         """Send every item; call ``on_outcome`` in this thread for each result.
 
         Returns when all items are done or the run stopped (see ``stats``).
-        A KeyboardInterrupt stops the run cleanly (in-flight calls finish and
-        are delivered), then propagates; a second one propagates at once.
+        A KeyboardInterrupt (here or raised by a call) stops the run cleanly:
+        calls already made finish and every outcome is delivered, then it
+        propagates. Any other exception stops the run the same way.
         """
         limit = self._config.concurrency * 2
+        # Workers hand every result, or the exception that replaced it, to this
+        # queue: whatever was submitted is delivered, even if the coordinator
+        # was interrupted halfway through submit().
+        results: queue.SimpleQueue[Outcome | BaseException] = queue.SimpleQueue()
+
+        def task(item: WorkItem) -> None:
+            try:
+                results.put(self._process(item))
+            except BaseException as exc:  # handed to the coordinator, never lost
+                results.put(exc)
+
         executor = ThreadPoolExecutor(
             max_workers=self._config.concurrency, thread_name_prefix="migrate-worker"
         )
-        in_flight: set[Future[Outcome]] = set()
+        submitted = delivered = 0
+        failure: BaseException | None = None
         try:
             for item in items:
                 if self._stop.is_set():
                     break
-                while len(in_flight) >= limit:
-                    in_flight = self._deliver_some(in_flight, on_outcome)
-                in_flight.add(executor.submit(self._process, item))
-            while in_flight:
-                in_flight = self._deliver_some(in_flight, on_outcome)
-        except KeyboardInterrupt:
-            self.stats.interrupted = True
+                while submitted - delivered >= limit:
+                    self._deliver(self._next(results), on_outcome)
+                    delivered += 1
+                executor.submit(task, item)
+                submitted += 1
+            while delivered < submitted:
+                self._deliver(self._next(results), on_outcome)
+                delivered += 1
+        except BaseException as exc:
+            failure = exc
+            if isinstance(exc, KeyboardInterrupt):
+                self.stats.interrupted = True
             self._stop.set()
-            self._drain(in_flight, on_outcome)
+        finally:
+            # Queued tasks see the stop flag and return at once; calls on the
+            # wire finish.
             executor.shutdown(wait=True)
-            raise
-        except BaseException:
-            self._stop.set()
-            executor.shutdown(wait=True, cancel_futures=True)
-            raise
-        executor.shutdown(wait=True)
+        if failure is not None:
+            while True:
+                try:
+                    result = results.get_nowait()
+                except queue.Empty:
+                    break
+                if isinstance(result, Outcome):
+                    self._deliver(result, on_outcome)
+            raise failure
         return self.stats
 
     def stop(self, error: FatalError | None = None) -> None:
@@ -182,19 +206,17 @@ class Executor:
                 self.stats.stopped_by = error
         self._stop.set()
 
-    def _deliver_some(
-        self, in_flight: set[Future[Outcome]], on_outcome: Callable[[Outcome], None]
-    ) -> set[Future[Outcome]]:
-        done, pending = wait(in_flight, return_when=FIRST_COMPLETED)
-        for future in done:
-            self._deliver(future.result(), on_outcome)
-        return pending
-
-    def _drain(
-        self, in_flight: set[Future[Outcome]], on_outcome: Callable[[Outcome], None]
-    ) -> None:
-        while in_flight:
-            in_flight = self._deliver_some(in_flight, on_outcome)
+    @staticmethod
+    def _next(results: queue.SimpleQueue[Outcome | BaseException]) -> Outcome:
+        """The next result; a worker's exception is raised here, in the coordinator."""
+        while True:
+            try:
+                result = results.get(timeout=_TICK)
+            except queue.Empty:
+                continue
+            if isinstance(result, BaseException):
+                raise result
+            return result
 
     def _deliver(self, outcome: Outcome, on_outcome: Callable[[Outcome], None]) -> None:
         with self._lock:

@@ -354,13 +354,6 @@ class _SlowStartPool(FakePool):
         return super().update(item)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="a Ctrl-C inside ThreadPoolExecutor.submit (it waits for a new worker "
-    "thread to start) loses the future of an item already queued: the call is "
-    "made but its outcome never reaches the ledger (bug)",
-)
 def test_ctrl_c_while_a_call_is_queued_loses_no_outcome(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -406,13 +399,6 @@ class _HeldPool(FakePool):
         return super().update(item)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="when a call raises, Executor.run re-raises that future's exception "
-    "from _drain before the other calls in flight are delivered, and skips "
-    "shutting down its workers: finished calls are not recorded (bug)",
-)
 def test_a_call_that_raises_keyboard_interrupt_still_lets_the_others_land(
     tmp_path: Path,
 ) -> None:
