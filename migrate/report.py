@@ -180,6 +180,11 @@ def _escape_formula(expr: pl.Expr) -> pl.Expr:
     return pl.when(dangerous).then(pl.lit("'") + expr).otherwise(expr)
 
 
+#: Report columns this package fills with its own text (statuses, codes,
+#: attribute names, timestamps), which never starts like a formula.
+_OWN_TEXT = frozenset({"status", "changed", "deleted", "error_code", "finished_at"})
+
+
 def csv_safe(frame: pl.DataFrame) -> pl.DataFrame:
     """The frame as written to CSV: lists joined with ";", formula cells escaped."""
     frame = frame.with_columns(
@@ -187,7 +192,11 @@ def csv_safe(frame: pl.DataFrame) -> pl.DataFrame:
         for name, dtype in frame.schema.items()
         if isinstance(dtype, pl.List)
     )
-    strings = [name for name, dtype in frame.schema.items() if dtype == pl.String]
+    strings = [
+        name
+        for name, dtype in frame.schema.items()
+        if dtype == pl.String and name not in _OWN_TEXT
+    ]
     # Most columns hold no cell that even starts like a formula; skipping them
     # halves the cost of writing a CSV report.
     starts = frame.select(pl.col(strings).str.contains(_FORMULA_START).any())

@@ -869,10 +869,31 @@ def _e164_problems(failed: pl.DataFrame, region_code: str | None) -> pl.Series:
     ).to_series()
 
 
+#: Normalise each distinct number once when a column repeats itself at least
+#: this much (shared office lines, exports that repeat a household's number).
+_DISTINCT_SHARE = 0.5
+
+
+def _e164_distinct(raw: pl.Series, region_code: str | None) -> pl.Series:
+    """_e164_series, computed once per distinct value when values repeat."""
+    raw = raw.cast(pl.String)
+    distinct = raw.unique()
+    if len(distinct) > _DISTINCT_SHARE * len(raw):
+        return _e164_series(raw, region_code)
+    table = pl.DataFrame(
+        {"raw": distinct, "result": _e164_series(distinct, region_code)}
+    )
+    return (
+        raw.to_frame("raw")
+        .join(table, on="raw", how="left", nulls_equal=True, maintain_order="left")
+        .get_column("result")
+    )
+
+
 def _e164(value: pl.Expr, options: TransformOptions) -> pl.Expr:
     region = options.region
     return value.map_batches(
-        lambda series: _e164_series(series, region), return_dtype=RESULT_DTYPE
+        lambda series: _e164_distinct(series, region), return_dtype=RESULT_DTYPE
     )
 
 

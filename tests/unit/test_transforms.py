@@ -469,3 +469,18 @@ def test_transform_is_total_and_keeps_order(name: str, cells: list[str | None]) 
             assert value == cell
             assert problem.startswith(f"'{cell}' ")
     assert run(name, cells[::-1], **options) == first[::-1]
+
+
+def test_e164_on_repeated_values_equals_the_row_by_row_result() -> None:
+    from migrate.transforms import _e164_distinct, _e164_series
+
+    cells = ["(415) 555-0100", None, "+44 20 7946 0958", "555-01", "", "x"] * 50
+    series = pl.Series("phone", cells, dtype=pl.String)
+    repeated = _e164_distinct(series, "US")
+    assert repeated.to_list() == _e164_series(series, "US").to_list()
+    assert repeated.struct.field("value").to_list()[:4] == [
+        "+14155550100",
+        None,
+        "+442079460958",
+        "555-01",
+    ]
