@@ -181,8 +181,8 @@ def _escape_formula(expr: pl.Expr) -> pl.Expr:
 
 
 #: Report columns this package fills with its own text (statuses, codes,
-#: attribute names, timestamps), which never starts like a formula.
-_OWN_TEXT = frozenset({"status", "changed", "deleted", "error_code", "finished_at"})
+#: timestamps), which never starts like a formula.
+_OWN_TEXT = frozenset({"status", "error_code", "finished_at"})
 
 
 def csv_safe(frame: pl.DataFrame) -> pl.DataFrame:
