@@ -56,7 +56,8 @@ class CommandError(click.ClickException):
 
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
-        self.exit_code = exit_code
+        # click declares exit_code a class variable; this error sets its own.
+        setattr(self, "exit_code", exit_code)  # noqa: B010
 
 
 def fail(error: MigrateError) -> NoReturn:
