@@ -79,6 +79,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import importlib
 import json
 import logging
 import os
@@ -372,12 +373,28 @@ def _moto() -> _Moto:
 
 
 class _MotoRequest:
-    """The request shape moto's ``BaseResponse.setup_class`` reads."""
+    """The request shape moto's ``BaseResponse.setup_class`` reads (moto <= 5.2.1)."""
 
     def __init__(self, body: bytes, headers: dict[str, str]) -> None:
         self.body = body
         self.headers = headers
         self.method = "POST"
+
+
+def _moto_request(url: str, body: bytes, headers: dict[str, str]) -> Any:
+    """A request moto's response classes accept, across moto versions.
+
+    Newer moto (5.2.2 on) normalises every request to its own werkzeug-based
+    ``Request``; older releases read only body, headers and method.
+    """
+    try:
+        module = importlib.import_module("moto.core.request")
+    except ImportError:
+        return _MotoRequest(body, headers)
+    build = getattr(getattr(module, "Request", None), "from_primitives", None)
+    if build is None:
+        return _MotoRequest(body, headers)
+    return build("POST", url, headers, body)
 
 
 #: An operation implemented here: (pool, params) -> (response, username written).
@@ -745,7 +762,8 @@ class EmulatedPool:
         """Answer with moto's own response class, bound to the private backend."""
         responder = self._moto.responses_class(self._backend)
         headers = {"X-Amz-Target": target, "Content-Type": JSON_CONTENT_TYPE}
-        responder.setup_class(_MotoRequest(body, headers), f"{self.endpoint_url}/", {})
+        url = f"{self.endpoint_url}/"
+        responder.setup_class(_moto_request(url, body, headers), url, headers)
         # setup_class reads a query string out of the JSON body; there is none.
         responder.querystring = {}
         status, _headers, out = responder.call_action()
