@@ -169,6 +169,12 @@ FATAL_HINTS: Final[Mapping[str, str]] = {
         "Cognito could not read the pool's tags: check the permissions of the "
         "identity you run as (check --profile)"
     ),
+    # Added to the service model in 2026 (botocore 1.44): the operation is
+    # switched off for this pool or account, so every row would be refused.
+    "OperationNotEnabledException": (
+        "Cognito says this operation is not enabled for the pool or account: "
+        "check the pool's settings and feature tier"
+    ),
 }
 # In token mode NotAuthorizedException usually means this row's token is expired or
 # revoked; only a write-permission refusal repeats for every row.

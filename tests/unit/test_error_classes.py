@@ -80,6 +80,8 @@ CLIENT_ERRORS: list[tuple[str, int, ErrorKind, ErrorKind, bool]] = [
     ("ForbiddenException", 400, "fatal", "fatal", False),
     # DescribeUserPool only
     ("UserPoolTaggingException", 400, "fatal", "fatal", False),
+    # in newer botocore models (1.44)
+    ("OperationNotEnabledException", 400, "fatal", "fatal", False),
     # facts 1.5 / 5: not modelled, seen in practice
     ("AccessDeniedException", 400, "fatal", "fatal", False),
     ("ExpiredTokenException", 400, "fatal", "fatal", False),
