@@ -372,9 +372,11 @@ class Ledger:
     def flush(self) -> None:
         """Commit every queued outcome."""
         if self._pending:
-            rows, self._pending = self._pending, []
+            # Dropped only once committed: an interrupt during the write rolls
+            # the transaction back, and the next flush writes the same rows.
             with self._writing():
-                self._db.executemany(_UPSERT, rows)
+                self._db.executemany(_UPSERT, self._pending)
+            self._pending = []
         self._last_commit = time.monotonic()
 
     def done_rows(self, *, retry_failed: bool = False) -> list[int]:

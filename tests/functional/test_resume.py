@@ -314,13 +314,6 @@ class _ConnectionThatStopsAfterWriting:
         return getattr(self._real, name)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="Ledger.flush empties its queue before the commit: a Ctrl-C during "
-    "the commit rolls the batch back and loses it, so resume sends those users "
-    "again (bug)",
-)
 def test_ctrl_c_while_the_ledger_commits_loses_no_outcome(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
