@@ -599,23 +599,25 @@ def describe_status(ledger: Ledger, *, now: Callable[[], float] = time.time) -> 
     if errors:
         lines.append("Errors by code:")
         lines += [f"  {code:<30} {n:>10,}" for code, n in errors.items()]
-    first, last, sent = ledger.activity()
-    if first is not None and last is not None:
-        span = last - first
-        rate = (sent - 1) / span if span > 0 else None
+    runs = ledger.runs()
+    _, last, _ = ledger.activity()
+    if last is not None:
         lines.append(
             "Last activity: "
             + datetime.fromtimestamp(last, UTC).isoformat(timespec="seconds")
             + f" ({now() - last:.0f}s ago)"
         )
-        if rate is not None:
-            lines.append(f"Achieved rate: {rate:.1f} users/s")
-            if total is not None and holder:
-                remaining = max(total - decided, 0)
-                lines.append(
-                    f"ETA: {remaining / rate / 60:.0f} min for {remaining:,} rows"
-                )
-    runs = ledger.runs()
+    # The rate of the latest run: earlier runs, and the pauses between them,
+    # say nothing about how fast this one goes.
+    started = float(runs[-1]["started_at"]) if runs else None
+    first, last, sent = ledger.activity(since=started or 0.0)
+    origin = started if started is not None else first
+    if last is not None and origin is not None and last > origin:
+        rate = sent / (last - origin)
+        lines.append(f"Achieved rate: {rate:.1f} users/s (latest run)")
+        if total is not None and holder:
+            remaining = max(total - decided, 0)
+            lines.append(f"ETA: {remaining / rate / 60:.0f} min for {remaining:,} rows")
     if runs:
         lines.append(
             f"Runs: {len(runs)} (last: {runs[-1]['result'] or 'running or killed'})"

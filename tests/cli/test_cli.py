@@ -666,7 +666,7 @@ def test_status_after_a_run(finished: Path) -> None:
     assert re.fullmatch(
         r"Last activity: \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00 \(\d+s ago\)", lines[11]
     )
-    assert re.fullmatch(r"Achieved rate: \d+\.\d users/s", lines[12])
+    assert re.fullmatch(r"Achieved rate: \d+\.\d users/s \(latest run\)", lines[12])
     assert lines[13:] == ["Runs: 1 (last: finished)"]
 
 

@@ -285,24 +285,24 @@ def test_property_interrupt_then_resume_ends_like_one_clean_run(
 # --- Ctrl-C landing at awkward moments (real signals arrive in the main thread) --
 
 
-class _ConnectionThatStopsAfterWriting:
-    """A sqlite3 connection whose next executemany is followed by Ctrl-C.
+class _ConnectionThatHoldsTheWriter:
+    """A sqlite3 connection on which the ledger's writer waits before writing.
 
-    A SIGINT handler runs between bytecodes, so a Ctrl-C that arrives while
-    SQLite writes a batch is raised just after executemany returns, inside the
-    transaction: exactly what this simulates.
+    It lets a test deliver Ctrl-C while the recording thread waits in
+    ``flush`` for the writer, the window in which a run spends most of its
+    stop.
     """
 
     def __init__(self, real: Any) -> None:
         self._real = real
-        self.fired = False
+        self.writing = threading.Event()
+        self.release = threading.Event()
 
-    def executemany(self, sql: str, rows: Any) -> Any:
-        result = self._real.executemany(sql, rows)
-        if not self.fired:
-            self.fired = True
-            raise KeyboardInterrupt
-        return result
+    def execute(self, sql: str, *args: Any) -> Any:
+        if sql.lstrip().startswith("WITH batch"):
+            self.writing.set()
+            assert self.release.wait(10)
+        return self._real.execute(sql, *args)
 
     def __enter__(self) -> Any:
         return self._real.__enter__()
@@ -317,22 +317,36 @@ class _ConnectionThatStopsAfterWriting:
 def test_ctrl_c_while_the_ledger_commits_loses_no_outcome(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Only the explicit flush below commits.
+    # Only the explicit flush below hands outcomes to the writer.
     monkeypatch.setattr("migrate.checkpoint.COMMIT_INTERVAL", 3600.0)
-    ledger = _new_ledger(tmp_path / "job.sqlite")
-    with ledger:
+    path = tmp_path / "job.sqlite"
+    ledger = _new_ledger(path)
+    held = _ConnectionThatHoldsTheWriter(ledger._db)
+    ledger._db = held  # type: ignore[assignment]
+    main = threading.main_thread().ident
+    assert main is not None
+
+    def ctrl_c_once_the_writer_writes() -> None:
+        assert held.writing.wait(10)
+        signal.pthread_kill(main, signal.SIGINT)
+
+    sender = threading.Thread(target=ctrl_c_once_the_writer_writes)
+    sender.start()
+    try:
         for row in range(1, 6):
             ledger.record(
                 Outcome(row=row, user=f"user{row:03d}", status=Status.UPDATED)
             )
-        real = ledger._db
-        ledger._db = _ConnectionThatStopsAfterWriting(real)  # type: ignore[assignment]
         with pytest.raises(KeyboardInterrupt):
             ledger.flush()
-        ledger._db = real
-        # pipeline.execute flushes once more on its way out (its finally).
-        ledger.flush()
-        assert sorted(ledger.done_rows()) == [1, 2, 3, 4, 5]
+    finally:
+        sender.join()
+        held.release.set()
+        # What the CLI does on its way out: close, which waits for the writer.
+        ledger._db = held._real
+        ledger.close()
+    with Ledger.open(path) as reopened:
+        assert sorted(reopened.done_rows()) == [1, 2, 3, 4, 5]
 
 
 class _SlowStartPool(FakePool):

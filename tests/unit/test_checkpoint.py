@@ -11,6 +11,7 @@ import pytest
 
 from migrate.checkpoint import LEDGER_VERSION, Fingerprint, Ledger, make_fingerprint
 from migrate.errors import CheckpointError, FatalError
+from migrate.pipeline import describe_status
 from migrate.records import Outcome, Status
 
 FP = Fingerprint(input_sha256="a" * 64, mapping_sha256="b" * 64, pool="p", options="{}")
@@ -234,3 +235,64 @@ def test_create_refuses_an_existing_job(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError) as error:
         Ledger.create(path, FP)
     assert str(error.value) == f"job file {path} already exists"
+
+
+def test_reads_see_every_outcome_recorded_before_them(tmp_path: Path) -> None:
+    with Ledger.create(tmp_path / "j", FP) as ledger:
+        for row in range(1, 4):
+            ledger.record(outcome(row))
+        # No flush: a read waits for the writer to commit what came before it.
+        assert ledger.counts() == {"updated": 3}
+        ledger.record(outcome(4, Status.FAILED))
+        assert sorted(ledger.done_rows()) == [1, 2, 3, 4]
+
+
+def test_json_columns_round_trip_through_the_batch_insert(tmp_path: Path) -> None:
+    sent = {"custom:plan": "pro", "name": 'Zoë "Z" \u2603'}
+    before: dict[str, str | None] = {"custom:plan": None, "name": "Zoe"}
+    with Ledger.create(tmp_path / "j", FP) as ledger:
+        ledger.record(
+            Outcome(
+                row=1,
+                user="u1",
+                username="u1",
+                status=Status.UPDATED,
+                changed=("custom:plan", "name"),
+                deleted=("locale",),
+                attempts=2,
+                sent=sent,
+                before=before,
+            )
+        )
+        ledger.record(Outcome(row=2, user="u2", status=Status.FAILED, attempts=1))
+        assert list(ledger.updated_rows()) == [(1, "u1", "u1", sent, before)]
+        stored = list(ledger.outcomes(first_row=1, last_row=2))
+    assert stored[0][4:6] == ('["custom:plan","name"]', '["locale"]')
+    assert stored[0][8] == 2
+    assert stored[1][:4] == (2, "u2", None, "failed")
+    assert stored[1][4:6] == ("[]", "[]")
+
+
+def test_status_rate_counts_the_latest_run_only(tmp_path: Path) -> None:
+    path = tmp_path / "job.sqlite"
+    Ledger.create(path, FP, input_path="in.csv", pool_id="p", total_rows="100").close()
+    db = sqlite3.connect(path)
+    with db:
+        # A first run sent 10 rows at 10/s, a day passed, a second run has sent
+        # 30 rows in 10 s so far.
+        db.executemany(
+            "INSERT INTO runs(started_at, ended_at, pid, command, result) "
+            "VALUES (?, ?, 1, 'run', ?)",
+            [(1000.0, 1001.0, "interrupted"), (90000.0, None, None)],
+        )
+        db.executemany(
+            "INSERT INTO outcomes(row, user, status, attempts, recorded) "
+            "VALUES (?, ?, 'updated', 1, ?)",
+            [(row, f"u{row}", 1000.0 + row / 10) for row in range(1, 11)]
+            + [(row, f"u{row}", 90000.0 + (row - 10) / 3) for row in range(11, 41)],
+        )
+    db.close()
+    with Ledger.open(path) as ledger:
+        lines = describe_status(ledger, now=lambda: 90012.0).splitlines()
+    assert "Last activity: 1970-01-02T01:00:10+00:00 (2s ago)" in lines
+    assert "Achieved rate: 3.0 users/s (latest run)" in lines
