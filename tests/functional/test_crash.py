@@ -8,7 +8,6 @@ and counts the writes it applied per user; each run is a real
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
@@ -23,23 +22,12 @@ import polars as pl
 import pytest
 from botocore.config import Config
 
-from tests.conftest import MAPPINGS, SAMPLES
+from tests.conftest import MAPPINGS
+from tests.functional.served import served_sandbox, subprocess_env
 
 ROWS = 1000
 KILLS = 20
 SEED = 20261126
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_DEFAULT_REGION="us-east-1",
-        PYTHONUNBUFFERED="1",
-    )
-    env.pop("AWS_PROFILE", None)
-    return env
 
 
 @pytest.fixture
@@ -49,43 +37,8 @@ def served_pool(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
         "username,tenant\n"
         + "".join(f"user{i:05d},tenant-{i % 13}\n" for i in range(1, ROWS + 1))
     )
-    port_file = tmp_path / "endpoint.txt"
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "migrate.sandbox",
-            "serve",
-            "--schema",
-            str(SAMPLES / "pool-schema.json"),
-            "--users",
-            str(users),
-            "--port-file",
-            str(port_file),
-            "--latency",
-            "0.005",
-            "--quota",
-            "none",
-            "--list-quota",
-            "none",
-        ],
-        env=_env(),
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not port_file.exists():
-            assert server.poll() is None, "sandbox server died"
-            assert time.monotonic() < deadline, "sandbox server did not start"
-            time.sleep(0.05)
-        endpoint, pool_id = port_file.read_text().split()
+    with served_sandbox(users, latency=0.005) as (endpoint, pool_id):
         yield endpoint, pool_id, users
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
 
 
 def _cli(*args: str) -> list[str]:
@@ -136,7 +89,7 @@ def test_sigkill_at_random_moments_then_resume_loses_nothing(
         with log.open("wb") as err:
             process = subprocess.Popen(
                 first if attempt % 2 == 0 or not job.exists() else again,
-                env=_env(),
+                env=subprocess_env(),
                 stdout=subprocess.DEVNULL,
                 stderr=err,
             )
@@ -149,7 +102,9 @@ def test_sigkill_at_random_moments_then_resume_loses_nothing(
         process.wait()
         kills += 1
     if not finished:
-        done = subprocess.run(again, env=_env(), capture_output=True, timeout=300)
+        done = subprocess.run(
+            again, env=subprocess_env(), capture_output=True, timeout=300
+        )
         assert done.returncode == 0, done.stderr.decode()
     assert kills == KILLS, "the run finished before every kill: slow it down"
 

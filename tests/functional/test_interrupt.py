@@ -13,19 +13,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from tests.conftest import MAPPINGS, SAMPLES
+from tests.conftest import MAPPINGS
+from tests.functional.served import served_sandbox, subprocess_env
 
 ROWS = 400
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_DEFAULT_REGION="us-east-1",
-    )
-    return env
 
 
 @pytest.fixture
@@ -34,41 +25,8 @@ def served(tmp_path: Path) -> Iterator[tuple[str, str]]:
     users.write_text(
         "username\n" + "".join(f"user{i:04d}\n" for i in range(1, ROWS + 1))
     )
-    port_file = tmp_path / "endpoint.txt"
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "migrate.sandbox",
-            "serve",
-            "--schema",
-            str(SAMPLES / "pool-schema.json"),
-            "--users",
-            str(users),
-            "--port-file",
-            str(port_file),
-            "--latency",
-            "0.02",
-            "--quota",
-            "none",
-        ],
-        env=_env(),
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not port_file.exists():
-            assert server.poll() is None
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        endpoint, pool_id = port_file.read_text().split()
-        yield endpoint, pool_id
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+    with served_sandbox(users, latency=0.02) as endpoint_and_pool:
+        yield endpoint_and_pool
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
@@ -106,7 +64,7 @@ def test_a_signal_stops_cleanly_and_resume_finishes(
         "--quiet",
     ]
     process = subprocess.Popen(
-        command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        command, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     try:
         deadline = time.monotonic() + 60
@@ -138,7 +96,7 @@ def test_a_signal_stops_cleanly_and_resume_finishes(
             *(sys.executable, "-m", "migrate", "resume", str(job)),
             *("--report", str(report), "--rate", "200", "--quiet"),
         ],
-        env=_env(),
+        env=subprocess_env(),
         capture_output=True,
         timeout=120,
     )

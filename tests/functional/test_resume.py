@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import re
 import signal
 import subprocess
@@ -49,6 +48,7 @@ from migrate.sandbox import EmulatedPool, Faults
 from migrate.schema import load_schema_file
 from migrate.source import SourceOptions
 from tests.conftest import MAPPINGS, SAMPLES
+from tests.functional.served import served_sandbox, stop, subprocess_env
 
 SCHEMA_FILE = SAMPLES / "pool-schema.json"
 SCHEMA = json.loads(SCHEMA_FILE.read_text())
@@ -616,28 +616,6 @@ def test_run_refuses_a_job_file_made_for_other_files(
 # --- `status` while a real run process works ---------------------------------------
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_DEFAULT_REGION="us-east-1",
-        PYTHONUNBUFFERED="1",
-    )
-    env.pop("AWS_PROFILE", None)
-    return env
-
-
-def _stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
-    if process.poll() is None:
-        process.send_signal(sig)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
 def _wait_for(condition: Callable[[], bool], what: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -654,65 +632,48 @@ def _decided(text: str) -> int:
 def test_status_shows_a_running_job_move(tmp_path: Path) -> None:
     n = 400
     data = users_csv(tmp_path / "in.csv", n)
-    port_file = tmp_path / "endpoint.txt"
-    server = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "migrate.sandbox", "serve"),
-            *("--schema", str(SCHEMA_FILE), "--users", str(data)),
-            *("--port-file", str(port_file), "--latency", "0.01"),
-            *("--quota", "none", "--list-quota", "none"),
-        ],
-        env=_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     run: subprocess.Popen[bytes] | None = None
-    try:
-        _wait_for(
-            lambda: port_file.exists() or server.poll() is not None, "sandbox", 60
-        )
-        assert server.poll() is None, "the sandbox server died"
-        endpoint, pool_id = port_file.read_text().split()
-        job = tmp_path / "job.sqlite"
-        args = [str(a) for a in run_args(endpoint, tmp_path)]
-        args[args.index("--rate") + 1] = "50"
-        run = subprocess.Popen(
-            [sys.executable, "-m", "migrate", "run", str(data), *args],
-            env=_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
+    with served_sandbox(data, latency=0.01) as (endpoint, pool_id):
+        try:
+            job = tmp_path / "job.sqlite"
+            args = [str(a) for a in run_args(endpoint, tmp_path)]
+            args[args.index("--rate") + 1] = "50"
+            run = subprocess.Popen(
+                [sys.executable, "-m", "migrate", "run", str(data), *args],
+                env=subprocess_env(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
 
-        def status() -> str:
-            result = invoke("status", job)
-            assert result.exit_code == 0, result.output
-            return result.output
+            def status() -> str:
+                result = invoke("status", job)
+                assert result.exit_code == 0, result.output
+                return result.output
 
-        def recording() -> bool:
-            if run.poll() is not None or not job.exists():
-                return run.poll() is not None
-            text = status()
-            return "Running: yes" in text and _decided(text) > 0
+            def recording() -> bool:
+                if run.poll() is not None or not job.exists():
+                    return run.poll() is not None
+                text = status()
+                return "Running: yes" in text and _decided(text) > 0
 
-        _wait_for(recording, "the run to record rows", 60)
-        first = status()
-        time.sleep(1.0)
-        second = status()
-        assert run.poll() is None, "the run ended before status could watch it"
-        assert f"Pool: {pool_id}" in first
-        assert re.search(r"^Running: yes, process \d+$", first, re.MULTILINE), first
-        assert re.search(r"^Running: yes, process \d+$", second, re.MULTILINE)
-        # 1 s at 50 requests/s: about 50 more rows, at least some.
-        assert _decided(first) < _decided(second) < n
-        # Stopping it (SIGTERM acts as Ctrl-C) ends the run and frees the job.
-        run.send_signal(signal.SIGTERM)
-        output, _ = run.communicate(timeout=30)
-        assert run.returncode == 130, output.decode()
-        last = status()
-        assert re.search(r"^Running: no$", last, re.MULTILINE), last
-        assert "Runs: 1 (last: interrupted)" in last
-        assert _decided(second) <= _decided(last) < n
-    finally:
-        if run is not None:
-            _stop(run)
-        _stop(server)
+            _wait_for(recording, "the run to record rows", 60)
+            first = status()
+            time.sleep(1.0)
+            second = status()
+            assert run.poll() is None, "the run ended before status could watch it"
+            assert f"Pool: {pool_id}" in first
+            assert re.search(r"^Running: yes, process \d+$", first, re.MULTILINE), first
+            assert re.search(r"^Running: yes, process \d+$", second, re.MULTILINE)
+            # 1 s at 50 requests/s: about 50 more rows, at least some.
+            assert _decided(first) < _decided(second) < n
+            # Stopping it (SIGTERM acts as Ctrl-C) ends the run and frees the job.
+            run.send_signal(signal.SIGTERM)
+            output, _ = run.communicate(timeout=30)
+            assert run.returncode == 130, output.decode()
+            last = status()
+            assert re.search(r"^Running: no$", last, re.MULTILINE), last
+            assert "Runs: 1 (last: interrupted)" in last
+            assert _decided(second) <= _decided(last) < n
+        finally:
+            if run is not None:
+                stop(run)
