@@ -192,16 +192,11 @@ class Ledger:
         self._db_lock = threading.Lock()
         self._pending: list[Outcome] = []
         self._last_commit = time.monotonic()
-        #: (when recorded, JSON array of outcomes), or None to end the writer.
-        #: One time per batch: ``recorded`` is at most a COMMIT_INTERVAL late.
-        self._batches: queue.Queue[tuple[float, str] | None] = queue.Queue(
-            maxsize=QUEUED_BATCHES
-        )
+        #: Batches for the writer (see _encode_batch), or None to end it. The
+        #: queue also counts them until the writer is done with each, in the
+        #: same step that adds one, so an interrupt cannot miscount.
+        self._batches: queue.Queue[_Batch | None] = queue.Queue(maxsize=QUEUED_BATCHES)
         self._writer: threading.Thread | None = None
-        #: Batches handed to the writer, and batches it has finished.
-        self._handed = 0
-        self._written = 0
-        self._progress = threading.Condition()
         self._write_error: FatalError | None = None
         self._lock_handle: IO[str] | None = None
         self._run_id: int | None = None
@@ -419,21 +414,28 @@ class Ledger:
             if self._write_error is not None:
                 raise self._write_error
             if self._writer is None:
-                self._writer = threading.Thread(
+                writer = threading.Thread(
                     target=self._write_batches, name="migrate-ledger", daemon=True
                 )
-                self._writer.start()
-            batch = _encode_batch(self._pending)
+                try:
+                    writer.start()
+                except RuntimeError as error:
+                    raise FatalError(
+                        f"cannot start the job ledger's writer thread ({error}); "
+                        f"run `cognito-migrate resume {self.path}` to continue"
+                    ) from error
+                self._writer = writer
+            batch = _encode_batch(self._pending, time.time())
             # Queued before they are dropped from pending: an interrupt in
             # between writes them twice (harmless, the row is the key), never
             # not at all.
-            self._put((time.time(), batch))
-            self._handed += 1
+            self._put(batch)
             self._pending = []
         self._last_commit = time.monotonic()
 
-    def _put(self, batch: tuple[float, str] | None) -> None:
+    def _put(self, batch: _Batch | None) -> None:
         while True:
+            self._check_writer()
             try:
                 self._batches.put(batch, timeout=_TICK)
             except queue.Full:
@@ -442,22 +444,30 @@ class Ledger:
 
     def _wait_for_writer(self) -> None:
         """Return once the writer has finished every batch handed to it."""
-        with self._progress:
-            while self._written < self._handed:
-                self._progress.wait(_TICK)
+        done = self._batches.all_tasks_done
+        with done:
+            while self._batches.unfinished_tasks:
+                self._check_writer()
+                done.wait(_TICK)
+
+    def _check_writer(self) -> None:
+        """Raise, rather than wait forever, if the writer thread has ended."""
+        if self._writer is not None and not self._writer.is_alive():
+            raise self._write_error or FatalError(
+                f"the job ledger's writer thread ended; run `cognito-migrate "
+                f"resume {self.path}` to continue"
+            )
 
     def _write_batches(self) -> None:
         """The writer thread: commit each queued batch, in order."""
         _lower_priority()
         while True:
             batch = self._batches.get()
-            if batch is None:
-                return
             try:
+                if batch is None:
+                    return
                 if self._write_error is None:
-                    recorded, outcomes = batch
-                    with self._writing():
-                        self._db.execute(_INSERT_BATCH, (outcomes, recorded))
+                    self._write(batch)
             except FatalError as error:
                 # Later batches are dropped: the job stops, and a resume sends
                 # their rows again.
@@ -468,9 +478,15 @@ class Ledger:
                     f"`cognito-migrate resume {self.path}` to continue"
                 )
             finally:
-                with self._progress:
-                    self._written += 1
-                    self._progress.notify_all()
+                self._batches.task_done()
+
+    def _write(self, batch: _Batch) -> None:
+        recorded, payload = batch
+        with self._writing():
+            if isinstance(payload, str):
+                self._db.execute(_INSERT_BATCH, (payload, recorded))
+            else:
+                self._db.executemany(_UPSERT, payload)
 
     def done_rows(self, *, retry_failed: bool = False) -> list[int]:
         """Row numbers a resume must not send again."""
@@ -592,12 +608,18 @@ class Ledger:
 
     def _stop_writer(self) -> None:
         """Let the writer finish what it was handed, then end it."""
-        if self._writer is None:
+        writer, self._writer = self._writer, None
+        if writer is None or not writer.is_alive():
             return
-        self._put(None)
-        while self._writer.is_alive():
-            self._writer.join(_TICK)
-        self._writer = None
+        while True:
+            try:
+                self._batches.put(None, timeout=_TICK)
+                break
+            except queue.Full:
+                if not writer.is_alive():
+                    return
+        while writer.is_alive():
+            writer.join(_TICK)
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:
@@ -622,12 +644,53 @@ _BATCH_FIELDS = tuple(name for name in _OUTCOME_COLUMNS if name != "recorded")
 _outcome_fields = operator.attrgetter(*_BATCH_FIELDS)
 #: Compact, and without the check for circular references: an outcome holds
 #: strings, numbers, tuples of strings and flat dicts of strings, nothing more.
-_BATCH_ENCODER = json.JSONEncoder(check_circular=False, separators=(",", ":"))
+#: Not ASCII-only, so that a lone surrogate stays visible (see _encode_batch).
+_BATCH_ENCODER = json.JSONEncoder(
+    check_circular=False, ensure_ascii=False, separators=(",", ":")
+)
 
 
-def _encode_batch(outcomes: list[Outcome]) -> str:
-    """A batch of outcomes as one JSON array of arrays (one C call to encode)."""
-    return _BATCH_ENCODER.encode(list(map(_outcome_fields, outcomes)))
+#: (when recorded, outcomes): a JSON array for _INSERT_BATCH, or row tuples
+#: for _UPSERT. One time per batch: ``recorded`` is at most a COMMIT_INTERVAL
+#: late.
+_Batch = tuple[float, str | list[tuple[Any, ...]]]
+
+
+def _encode_batch(outcomes: list[Outcome], recorded: float) -> _Batch:
+    """A batch of outcomes as one JSON array of arrays (one C call to encode).
+
+    SQLite's JSON functions would cut a string at a NUL character and store a
+    lone surrogate as invalid UTF-8, which poisons every later read of the
+    ledger. A batch holding either (never seen in real data, but possible in an
+    error message) takes the exact path: one row tuple per outcome.
+    """
+    text = _BATCH_ENCODER.encode(list(map(_outcome_fields, outcomes)))
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        pass
+    else:
+        if "\\u0000" not in text:
+            return recorded, text
+    return recorded, [_exact_row(outcome, recorded) for outcome in outcomes]
+
+
+def _exact_row(outcome: Outcome, recorded: float) -> tuple[Any, ...]:
+    """An outcome as a row tuple; a lone surrogate in a string becomes '?'."""
+    fields = [
+        _valid_text(value) if isinstance(value, str) else value
+        for value in _outcome_fields(outcome)
+    ]
+    for name in ("changed", "deleted", "sent", "before"):
+        i = _BATCH_FIELDS.index(name)
+        value = fields[i]
+        fields[i] = None if value is None else json.dumps(value)
+    fields.insert(_OUTCOME_COLUMNS.index("recorded"), recorded)
+    return tuple(fields)
+
+
+def _valid_text(value: str) -> str:
+    return value.encode("utf-8", "replace").decode("utf-8")
 
 
 def _batch_insert() -> str:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -296,3 +299,103 @@ def test_status_rate_counts_the_latest_run_only(tmp_path: Path) -> None:
         lines = describe_status(ledger, now=lambda: 90012.0).splitlines()
     assert "Last activity: 1970-01-02T01:00:10+00:00 (2s ago)" in lines
     assert "Achieved rate: 3.0 users/s (latest run)" in lines
+
+
+def test_nul_and_lone_surrogates_are_stored_without_poisoning_the_ledger(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "j"
+    with Ledger.create(path, FP) as ledger:
+        ledger.record(outcome(1))
+        ledger.record(
+            Outcome(
+                row=2,
+                user="a\x00b",
+                status=Status.FAILED,
+                error_code="InvalidParameterException",
+                error_message="bad \ud83d value",
+                attempts=1,
+            )
+        )
+    with Ledger.open(path) as ledger:
+        stored = list(ledger.all_outcomes())
+    assert stored[0][:4] == (1, "u1", "u1", "updated")
+    # The NUL is kept; the lone surrogate, which SQLite cannot store as text,
+    # becomes "?".
+    assert stored[1][1] == "a\x00b"
+    assert stored[1][7] == "bad ? value"
+
+
+class _SlowWriter:
+    """A connection whose batch inserts take a while."""
+
+    def __init__(self, real: sqlite3.Connection) -> None:
+        self._real = real
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        if sql.startswith("WITH batch"):
+            time.sleep(0.5)
+        return self._real.execute(sql, *args)
+
+    def __enter__(self) -> Any:
+        return self._real.__enter__()
+
+    def __exit__(self, *exc: Any) -> Any:
+        return self._real.__exit__(*exc)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+def test_flush_waits_for_a_batch_queued_just_before_a_ctrl_c(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("migrate.checkpoint.COMMIT_INTERVAL", 3600.0)
+    path = tmp_path / "j"
+    ledger = Ledger.create(path, FP)
+    real = ledger._db
+    ledger._db = _SlowWriter(real)  # type: ignore[assignment]
+    queue_put = ledger._batches.put
+    fired: list[bool] = []
+
+    def put_then_ctrl_c(item: Any, block: bool = True, timeout: Any = None) -> None:
+        queue_put(item, block, timeout)
+        if item is not None and not fired:
+            fired.append(True)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ledger._batches, "put", put_then_ctrl_c)
+    ledger.record(outcome(1))
+    with pytest.raises(KeyboardInterrupt):
+        ledger.flush()
+    ledger.record(outcome(2))
+    ledger.flush()
+    # Committed by the time flush returns, as another process sees it.
+    other = sqlite3.connect(path)
+    assert other.execute("SELECT row FROM outcomes ORDER BY row").fetchall() == [
+        (1,),
+        (2,),
+    ]
+    other.close()
+    ledger._db = real
+    ledger.close()
+
+
+def test_a_writer_thread_that_cannot_start_stops_the_job(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    path = tmp_path / "j"
+    ledger = Ledger.create(path, FP)
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    ledger.record(outcome(1))
+    with pytest.raises(FatalError) as error:
+        ledger.flush()
+    assert str(error.value) == (
+        "cannot start the job ledger's writer thread (can't start new thread); "
+        f"run `cognito-migrate resume {path}` to continue"
+    )
+    ledger._pending.clear()
+    ledger.close()
