@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,3 +44,29 @@ def _no_real_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-creds"))
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+class BeforeBatchWrites:
+    """Wraps a ledger's connection: ``before`` runs ahead of each batch insert.
+
+    The batch insert runs in the ledger's writer thread, so ``before`` can hold
+    or slow the writer while a test acts in the recording thread.
+    """
+
+    def __init__(self, real: Any, before: Callable[[], None]) -> None:
+        self.real = real
+        self._before = before
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        if sql.startswith("WITH batch"):
+            self._before()
+        return self.real.execute(sql, *args)
+
+    def __enter__(self) -> Any:
+        return self.real.__enter__()
+
+    def __exit__(self, *exc: Any) -> Any:
+        return self.real.__exit__(*exc)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)

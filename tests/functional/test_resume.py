@@ -47,7 +47,7 @@ from migrate.records import (
 from migrate.sandbox import EmulatedPool, Faults
 from migrate.schema import load_schema_file
 from migrate.source import SourceOptions
-from tests.conftest import MAPPINGS, SAMPLES
+from tests.conftest import MAPPINGS, SAMPLES, BeforeBatchWrites
 from tests.functional.served import served_sandbox, stop, subprocess_env
 
 SCHEMA_FILE = SAMPLES / "pool-schema.json"
@@ -285,35 +285,6 @@ def test_property_interrupt_then_resume_ends_like_one_clean_run(
 # --- Ctrl-C landing at awkward moments (real signals arrive in the main thread) --
 
 
-class _ConnectionThatHoldsTheWriter:
-    """A sqlite3 connection on which the ledger's writer waits before writing.
-
-    It lets a test deliver Ctrl-C while the recording thread waits in
-    ``flush`` for the writer, the window in which a run spends most of its
-    stop.
-    """
-
-    def __init__(self, real: Any) -> None:
-        self._real = real
-        self.writing = threading.Event()
-        self.release = threading.Event()
-
-    def execute(self, sql: str, *args: Any) -> Any:
-        if sql.lstrip().startswith("WITH batch"):
-            self.writing.set()
-            assert self.release.wait(10)
-        return self._real.execute(sql, *args)
-
-    def __enter__(self) -> Any:
-        return self._real.__enter__()
-
-    def __exit__(self, *exc: Any) -> Any:
-        return self._real.__exit__(*exc)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
-
-
 def test_ctrl_c_while_the_ledger_commits_loses_no_outcome(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -321,13 +292,22 @@ def test_ctrl_c_while_the_ledger_commits_loses_no_outcome(
     monkeypatch.setattr("migrate.checkpoint.COMMIT_INTERVAL", 3600.0)
     path = tmp_path / "job.sqlite"
     ledger = _new_ledger(path)
-    held = _ConnectionThatHoldsTheWriter(ledger._db)
+    # The writer waits inside its insert until released: Ctrl-C lands while
+    # the recording thread waits in flush, where a run spends most of its stop.
+    writing = threading.Event()
+    release = threading.Event()
+
+    def hold() -> None:
+        writing.set()
+        assert release.wait(10)
+
+    held = BeforeBatchWrites(ledger._db, hold)
     ledger._db = held  # type: ignore[assignment]
     main = threading.main_thread().ident
     assert main is not None
 
     def ctrl_c_once_the_writer_writes() -> None:
-        assert held.writing.wait(10)
+        assert writing.wait(10)
         signal.pthread_kill(main, signal.SIGINT)
 
     sender = threading.Thread(target=ctrl_c_once_the_writer_writes)
@@ -341,9 +321,9 @@ def test_ctrl_c_while_the_ledger_commits_loses_no_outcome(
             ledger.flush()
     finally:
         sender.join()
-        held.release.set()
+        release.set()
         # What the CLI does on its way out: close, which waits for the writer.
-        ledger._db = held._real
+        ledger._db = held.real
         ledger.close()
     with Ledger.open(path) as reopened:
         assert sorted(reopened.done_rows()) == [1, 2, 3, 4, 5]

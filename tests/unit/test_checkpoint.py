@@ -16,6 +16,7 @@ from migrate.checkpoint import LEDGER_VERSION, Fingerprint, Ledger, make_fingerp
 from migrate.errors import CheckpointError, FatalError
 from migrate.pipeline import describe_status
 from migrate.records import Outcome, Status
+from tests.conftest import BeforeBatchWrites
 
 FP = Fingerprint(input_sha256="a" * 64, mapping_sha256="b" * 64, pool="p", options="{}")
 
@@ -326,27 +327,6 @@ def test_nul_and_lone_surrogates_are_stored_without_poisoning_the_ledger(
     assert stored[1][7] == "bad ? value"
 
 
-class _SlowWriter:
-    """A connection whose batch inserts take a while."""
-
-    def __init__(self, real: sqlite3.Connection) -> None:
-        self._real = real
-
-    def execute(self, sql: str, *args: Any) -> Any:
-        if sql.startswith("WITH batch"):
-            time.sleep(0.5)
-        return self._real.execute(sql, *args)
-
-    def __enter__(self) -> Any:
-        return self._real.__enter__()
-
-    def __exit__(self, *exc: Any) -> Any:
-        return self._real.__exit__(*exc)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
-
-
 def test_flush_waits_for_a_batch_queued_just_before_a_ctrl_c(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -354,7 +334,7 @@ def test_flush_waits_for_a_batch_queued_just_before_a_ctrl_c(
     path = tmp_path / "j"
     ledger = Ledger.create(path, FP)
     real = ledger._db
-    ledger._db = _SlowWriter(real)  # type: ignore[assignment]
+    ledger._db = BeforeBatchWrites(real, lambda: time.sleep(0.5))  # type: ignore[assignment]
     queue_put = ledger._batches.put
     fired: list[bool] = []
 
