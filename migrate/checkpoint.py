@@ -22,7 +22,6 @@ import hashlib
 import json
 import operator
 import os
-import queue
 import sqlite3
 import threading
 import time
@@ -31,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from migrate.background import Background, BackgroundError
 from migrate.errors import CheckpointError, FatalError
 from migrate.records import Outcome, Status
 
@@ -43,10 +43,6 @@ COMMIT_INTERVAL = 0.5
 #: Batches queued for the writer before ``record`` waits for it: bounds memory
 #: if the disk is slower than the run.
 QUEUED_BATCHES = 8
-#: Waits for the writer are sliced into ticks (seconds): once polars is
-#: imported, a Ctrl-C does not interrupt a blocked lock wait (measured), so it
-#: is seen at the next tick instead of when the wait ends.
-_TICK = 0.1
 
 #: Statuses a resume does not send again.
 FINAL_STATUSES: frozenset[str] = frozenset(
@@ -192,12 +188,8 @@ class Ledger:
         self._db_lock = threading.Lock()
         self._pending: list[Outcome] = []
         self._last_commit = time.monotonic()
-        #: Batches for the writer (see _encode_batch), or None to end it. The
-        #: queue also counts them until the writer is done with each, in the
-        #: same step that adds one, so an interrupt cannot miscount.
-        self._batches: queue.Queue[_Batch | None] = queue.Queue(maxsize=QUEUED_BATCHES)
-        self._writer: threading.Thread | None = None
-        self._write_error: FatalError | None = None
+        #: Commits batches (see _encode_batch); started by the first one.
+        self._writer: Background[_Batch] | None = None
         self._lock_handle: IO[str] | None = None
         self._run_id: int | None = None
 
@@ -377,8 +369,6 @@ class Ledger:
 
     def record(self, outcome: Outcome) -> None:
         """Queue one outcome; committed in batches (see COMMIT_EVERY)."""
-        if self._write_error is not None:
-            raise self._write_error
         self._pending.append(outcome)
         if (
             len(self._pending) >= COMMIT_EVERY
@@ -400,9 +390,9 @@ class Ledger:
         commits what it was handed; ``close`` waits for that.
         """
         self._hand_over()
-        self._wait_for_writer()
-        if self._write_error is not None:
-            raise self._write_error
+        if self._writer is not None:
+            with self._writer_errors():
+                self._writer.wait()
 
     def _hand_over(self) -> None:
         """Encode the pending outcomes and queue them for the writer thread.
@@ -411,82 +401,54 @@ class Ledger:
         and the writer then holds it for microseconds only (see _lower_priority).
         """
         if self._pending:
-            if self._write_error is not None:
-                raise self._write_error
             if self._writer is None:
-                writer = threading.Thread(
-                    target=self._write_batches, name="migrate-ledger", daemon=True
-                )
                 try:
-                    writer.start()
-                except RuntimeError as error:
+                    self._writer = Background(
+                        self._write,
+                        name="migrate-ledger",
+                        queued=QUEUED_BATCHES,
+                        setup=_lower_priority,
+                    )
+                except BackgroundError as error:
                     raise FatalError(
                         f"cannot start the job ledger's writer thread ({error}); "
                         f"run `cognito-migrate resume {self.path}` to continue"
                     ) from error
-                self._writer = writer
-            batch = _encode_batch(self._pending, time.time())
             # Queued before they are dropped from pending: an interrupt in
             # between writes them twice (harmless, the row is the key), never
             # not at all.
-            self._put(batch)
+            with self._writer_errors():
+                self._writer.put(_encode_batch(self._pending, time.time()))
             self._pending = []
         self._last_commit = time.monotonic()
 
-    def _put(self, batch: _Batch | None) -> None:
-        while True:
-            self._check_writer()
-            try:
-                self._batches.put(batch, timeout=_TICK)
-            except queue.Full:
-                continue
-            return
-
-    def _wait_for_writer(self) -> None:
-        """Return once the writer has finished every batch handed to it."""
-        done = self._batches.all_tasks_done
-        with done:
-            while self._batches.unfinished_tasks:
-                self._check_writer()
-                done.wait(_TICK)
-
-    def _check_writer(self) -> None:
-        """Raise, rather than wait forever, if the writer thread has ended."""
-        if self._writer is not None and not self._writer.is_alive():
-            raise self._write_error or FatalError(
-                f"the job ledger's writer thread ended; run `cognito-migrate "
-                f"resume {self.path}` to continue"
-            )
-
-    def _write_batches(self) -> None:
-        """The writer thread: commit each queued batch, in order."""
-        _lower_priority()
-        while True:
-            batch = self._batches.get()
-            try:
-                if batch is None:
-                    return
-                if self._write_error is None:
-                    self._write(batch)
-            except FatalError as error:
-                # Later batches are dropped: the job stops, and a resume sends
-                # their rows again.
-                self._write_error = error
-            except Exception as error:  # a bug: stop the job, never hang it
-                self._write_error = FatalError(
-                    f"the job ledger writer failed ({error!r}); run "
-                    f"`cognito-migrate resume {self.path}` to continue"
-                )
-            finally:
-                self._batches.task_done()
-
     def _write(self, batch: _Batch) -> None:
+        """Commit one batch (in the writer thread)."""
         recorded, payload = batch
-        with self._writing():
-            if isinstance(payload, str):
-                self._db.execute(_INSERT_BATCH, (payload, recorded))
-            else:
-                self._db.executemany(_UPSERT, payload)
+        try:
+            with self._writing():
+                if isinstance(payload, str):
+                    self._db.execute(_INSERT_BATCH, (payload, recorded))
+                else:
+                    self._db.executemany(_UPSERT, payload)
+        except FatalError:
+            raise
+        except Exception as error:  # a bug: stop the job, never hang it
+            raise FatalError(
+                f"the job ledger writer failed ({error!r}); run "
+                f"`cognito-migrate resume {self.path}` to continue"
+            ) from error
+
+    @contextlib.contextmanager
+    def _writer_errors(self) -> Iterator[None]:
+        """The writer's failures as the job-wide error they are."""
+        try:
+            yield
+        except BackgroundError as error:
+            raise FatalError(
+                f"the job ledger's writer thread ended; run "
+                f"`cognito-migrate resume {self.path}` to continue"
+            ) from error
 
     def done_rows(self, *, retry_failed: bool = False) -> list[int]:
         """Row numbers a resume must not send again."""
@@ -578,10 +540,12 @@ class Ledger:
     def close(self) -> None:
         """Flush, release the lock and close the database."""
         try:
-            if self._write_error is None:
+            if self._writer is None or self._writer.error is None:
                 self.flush()
         finally:
-            self._stop_writer()
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
             self._db.close()
             if self._lock_handle is not None:
                 with contextlib.suppress(OSError):
@@ -599,27 +563,12 @@ class Ledger:
         """The connection, once everything recorded so far is committed.
 
         Reads come from the recording thread, so once the writer is idle it
-        stays idle while they run.
+        stays idle while they run. A writer that failed stopped writing: the
+        reads see what it committed.
         """
-        if self._write_error is None:
-            self._hand_over()
-        self._wait_for_writer()
+        with contextlib.suppress(FatalError):
+            self.flush()
         return self._db
-
-    def _stop_writer(self) -> None:
-        """Let the writer finish what it was handed, then end it."""
-        writer, self._writer = self._writer, None
-        if writer is None or not writer.is_alive():
-            return
-        while True:
-            try:
-                self._batches.put(None, timeout=_TICK)
-                break
-            except queue.Full:
-                if not writer.is_alive():
-                    return
-        while writer.is_alive():
-            writer.join(_TICK)
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:

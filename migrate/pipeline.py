@@ -7,7 +7,6 @@ stays flat however large the input file is.
 
 from __future__ import annotations
 
-import queue
 import re
 import threading
 import time
@@ -21,6 +20,7 @@ from typing import Protocol, TypeVar, runtime_checkable
 
 import polars as pl
 
+from migrate.background import Background
 from migrate.checkpoint import Ledger, outcome_rows
 from migrate.errors import ConfigError
 from migrate.execution import ExecutionConfig, ExecutionStats, Executor, UserPoolClient
@@ -284,40 +284,25 @@ class _BackgroundWriter:
 
     def __init__(self, writer: ReportWriter) -> None:
         self._writer = writer
-        self._frames: queue.Queue[pl.DataFrame | None] = queue.Queue(maxsize=2)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(
-            target=self._work, name="migrate-report", daemon=True
-        )
-        self._thread.start()
-
-    def _work(self) -> None:
-        while (frame := self._frames.get()) is not None:
-            if self._error is None:
-                try:
-                    self._writer.write(frame)
-                except BaseException as error:  # raised again in the caller
-                    self._error = error
+        self._thread = Background(writer.write, name="migrate-report", queued=2)
 
     def write(self, frame: pl.DataFrame) -> None:
         """Queue a batch; raises a failure of an earlier write."""
-        if self._error is not None:
-            raise self._error
-        self._frames.put(frame)
+        self._thread.put(frame)
 
     def close(self) -> None:
         """Write what is queued and move the report into place."""
-        self._frames.put(None)
-        self._thread.join()
-        if self._error is not None:
-            self._writer.abort()
-            raise self._error
+        try:
+            self._thread.wait()
+        except BaseException:
+            self.abort()
+            raise
+        self._thread.close()
         self._writer.close()
 
     def abort(self) -> None:
         """Discard the report (the previous one stays)."""
-        self._frames.put(None)
-        self._thread.join()
+        self._thread.close()
         self._writer.abort()
 
 

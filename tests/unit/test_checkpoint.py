@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import queue
 import sqlite3
 import stat
 import threading
@@ -335,16 +336,19 @@ def test_flush_waits_for_a_batch_queued_just_before_a_ctrl_c(
     ledger = Ledger.create(path, FP)
     real = ledger._db
     ledger._db = BeforeBatchWrites(real, lambda: time.sleep(0.5))  # type: ignore[assignment]
-    queue_put = ledger._batches.put
+    queue_put = queue.Queue.put
     fired: list[bool] = []
 
-    def put_then_ctrl_c(item: Any, block: bool = True, timeout: Any = None) -> None:
-        queue_put(item, block, timeout)
+    def put_then_ctrl_c(
+        self: queue.Queue[Any], item: Any, block: bool = True, timeout: Any = None
+    ) -> None:
+        queue_put(self, item, block, timeout)
         if item is not None and not fired:
             fired.append(True)
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(ledger._batches, "put", put_then_ctrl_c)
+    # The Ctrl-C lands just after the writer's queue took the batch.
+    monkeypatch.setattr(queue.Queue, "put", put_then_ctrl_c)
     ledger.record(outcome(1))
     with pytest.raises(KeyboardInterrupt):
         ledger.flush()
