@@ -18,23 +18,13 @@ from migrate.pipeline import dry_run, prepare
 from migrate.records import Status
 from migrate.sandbox import EmulatedPool, Faults
 from migrate.schema import load_schema_file
-from tests.benchmarks.datagen import users_frame
+from tests.benchmarks.datagen import BENCH_COLUMNS, users_frame
 from tests.conftest import MAPPINGS, SAMPLES
 
 pytestmark = pytest.mark.benchmark
 
 SCHEMA = load_schema_file(SAMPLES / "pool-schema.json")
 SCHEMA_JSON = json.loads((SAMPLES / "pool-schema.json").read_text())
-COLUMNS = [
-    "username",
-    "email",
-    "phone",
-    "first_name",
-    "last_name",
-    "tenant",
-    "plan",
-    "seats",
-]
 
 
 def _snapshot(users: pl.DataFrame, path: Path, *, unchanged: float) -> Path:
@@ -59,7 +49,7 @@ def _snapshot(users: pl.DataFrame, path: Path, *, unchanged: float) -> Path:
 
 
 def test_diff_costs_at_most_3x_a_dry_run(tmp_path: Path) -> None:
-    users = users_frame(1_000_000, seed=5).select(COLUMNS)
+    users = users_frame(1_000_000, seed=5).select(BENCH_COLUMNS)
     data = tmp_path / "users.csv"
     users.write_csv(data)
     snap = _snapshot(users, tmp_path / "snap.parquet", unchanged=0.8)

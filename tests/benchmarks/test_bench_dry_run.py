@@ -17,26 +17,14 @@ import pytest
 
 from migrate.pipeline import dry_run, prepare
 from migrate.schema import load_schema_file
-from tests.benchmarks.datagen import users_frame
+from tests.benchmarks.datagen import BENCH_COLUMNS, users_frame
 from tests.conftest import MAPPINGS, SAMPLES
 
 pytestmark = pytest.mark.benchmark
 
-#: The issue's benchmark file: 8 columns.
-COLUMNS = [
-    "username",
-    "email",
-    "phone",
-    "first_name",
-    "last_name",
-    "tenant",
-    "plan",
-    "seats",
-]
-
 
 def write_input(path: Path, rows: int) -> Path:
-    users_frame(rows, seed=1).select(COLUMNS).write_csv(path)
+    users_frame(rows, seed=1).select(BENCH_COLUMNS).write_csv(path)
     return path
 
 
@@ -131,7 +119,7 @@ def test_peak_memory_does_not_grow_with_the_file(tmp_path: Path) -> None:
     # 5,000,000 rows, written in slices so the generator itself stays small.
     with large.open("wb") as handle:
         for part in range(10):
-            frame = users_frame(500_000, seed=100 + part).select(COLUMNS)
+            frame = users_frame(500_000, seed=100 + part).select(BENCH_COLUMNS)
             frame = frame.with_columns(
                 pl.col("username") + f"-{part}", pl.col("email") + f".p{part}"
             )
