@@ -19,6 +19,7 @@ from migrate.records import Status
 from migrate.sandbox import EmulatedPool, Faults
 from migrate.schema import load_schema_file
 from tests.benchmarks.datagen import BENCH_COLUMNS, users_frame
+from tests.cli.helpers import real_run_args
 from tests.conftest import MAPPINGS, SAMPLES
 
 pytestmark = pytest.mark.benchmark
@@ -104,16 +105,12 @@ def test_80_percent_unchanged_sends_a_fifth_of_the_writes(tmp_path: Path) -> Non
                 str(data),
                 "-m",
                 str(MAPPINGS / "backfill-tenant.toml"),
-                "--user-pool-id",
-                pool_id,
-                "--endpoint-url",
-                pool.endpoint_url,
-                "--region",
-                "us-east-1",
-                "--job",
-                str(folder / "job.sqlite"),
-                "--report",
-                str(folder / "report.csv"),
+                *real_run_args(
+                    pool.endpoint_url,
+                    pool_id,
+                    job=folder / "job.sqlite",
+                    report=folder / "report.csv",
+                ),
                 "--rate",
                 "1000",
                 "--yes",

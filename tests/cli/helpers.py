@@ -103,9 +103,13 @@ def mode(path: str | Path) -> int:
 
 
 def real_run_args(
-    endpoint_url: str, pool_id: str, *, job: str = "job.sqlite"
+    endpoint_url: str,
+    pool_id: str,
+    *,
+    job: str | Path = "job.sqlite",
+    report: str | Path = "report.csv",
 ) -> list[str]:
-    """Options of a real run against an emulated pool, job and report in the cwd."""
+    """Options of a real run against an emulated pool (job and report in the cwd)."""
     return [
         "--user-pool-id",
         pool_id,
@@ -114,7 +118,7 @@ def real_run_args(
         "--region",
         "us-east-1",
         "--job",
-        job,
+        str(job),
         "--report",
-        "report.csv",
+        str(report),
     ]

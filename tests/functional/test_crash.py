@@ -22,6 +22,7 @@ import polars as pl
 import pytest
 from botocore.config import Config
 
+from tests.cli.helpers import real_run_args
 from tests.conftest import MAPPINGS
 from tests.functional.served import served_sandbox, subprocess_env
 
@@ -61,16 +62,7 @@ def test_sigkill_at_random_moments_then_resume_loses_nothing(
         str(data),
         "-m",
         str(MAPPINGS / "backfill-tenant.toml"),
-        "--user-pool-id",
-        pool_id,
-        "--endpoint-url",
-        endpoint,
-        "--region",
-        "us-east-1",
-        "--job",
-        str(job),
-        "--report",
-        str(report),
+        *real_run_args(endpoint, pool_id, job=job, report=report),
         "--rate",
         "60",
         "--concurrency",

@@ -13,6 +13,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from tests.cli.helpers import real_run_args
 from tests.conftest import MAPPINGS
 from tests.functional.served import served_sandbox, subprocess_env
 
@@ -48,16 +49,7 @@ def test_a_signal_stops_cleanly_and_resume_finishes(
         str(data),
         "-m",
         str(MAPPINGS / "backfill-tenant.toml"),
-        "--user-pool-id",
-        pool_id,
-        "--endpoint-url",
-        endpoint,
-        "--region",
-        "us-east-1",
-        "--job",
-        str(job),
-        "--report",
-        str(report),
+        *real_run_args(endpoint, pool_id, job=job, report=report),
         "--rate",
         "40",
         "--yes",
