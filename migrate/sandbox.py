@@ -372,6 +372,15 @@ def _moto() -> _Moto:
     )
 
 
+@cache
+def _cognito_operations() -> frozenset[str]:
+    """The operation names of botocore's cognito-idp model: what Cognito serves."""
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("cognito-idp")
+    return frozenset(model.operation_names)
+
+
 class _MotoRequest:
     """The request shape moto's ``BaseResponse.setup_class`` reads (moto <= 5.2.1)."""
 
@@ -726,6 +735,12 @@ class EmulatedPool:
         if not isinstance(params, dict):
             return _error_reply(400, "SerializationException", "Malformed JSON body")
         own = self._OWN_OPERATIONS.get(operation)
+        if own is None and operation not in _cognito_operations():
+            # Answered here, not by moto: moto's answer to an unknown operation
+            # has changed between releases (a 400 JSON error, then a bare 404).
+            return _error_reply(
+                400, "UnknownOperationException", f"Unknown operation {target}"
+            )
         with _MOTO_LOCK:
             try:
                 if own is None:
