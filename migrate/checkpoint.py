@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import hashlib
 import json
 import operator
@@ -28,10 +27,11 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from migrate.background import Background, BackgroundError
 from migrate.errors import CheckpointError, FatalError
+from migrate.files import FileLock, create_private, read_head
 from migrate.records import Outcome, Status
 
 #: Version of the ledger's layout; bump with a migration in _MIGRATIONS.
@@ -163,7 +163,7 @@ def make_fingerprint(
 def _create_private(path: Path, shown: Path) -> None:
     """Create an empty file readable by the owner only (before SQLite opens it)."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        create_private(path)
     except FileExistsError:
         return
     except PermissionError as error:
@@ -175,7 +175,19 @@ def _create_private(path: Path, shown: Path) -> None:
         raise CheckpointError(
             f"cannot create the job file {shown}: the directory does not exist"
         ) from error
-    os.close(fd)
+
+
+#: The first bytes of every SQLite database file.
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def is_job_file(path: Path) -> bool:
+    """Whether ``path`` is a SQLite file (a job ledger, or a foreign database).
+
+    Checked before SQLite opens a path, because SQLite turns an empty file
+    into a database of its own.
+    """
+    return read_head(path, len(_SQLITE_MAGIC)) == _SQLITE_MAGIC
 
 
 class Ledger:
@@ -190,7 +202,7 @@ class Ledger:
         self._last_commit = time.monotonic()
         #: Commits batches (see _encode_batch); started by the first one.
         self._writer: Background[_Batch] | None = None
-        self._lock_handle: IO[str] | None = None
+        self._lock = FileLock(Path(f"{path}.lock"))
         self._run_id: int | None = None
 
     # --- opening ------------------------------------------------------------
@@ -232,6 +244,11 @@ class Ledger:
             raise CheckpointError(
                 f"job file {path} not found; `cognito-migrate run` prints the job "
                 "file it creates"
+            )
+        if not is_job_file(path):
+            raise CheckpointError(
+                f"{path} is not a cognito-migrate job file, or it is corrupt (it "
+                "is not a SQLite database; it was left as it was)"
             )
         ledger = cls(path, _connect(path))
         try:
@@ -303,36 +320,16 @@ class Ledger:
 
     def lock(self) -> None:
         """Take the job for this process; refuse if another process holds it."""
-        lock_path = Path(f"{self.path}.lock")
-        handle = open(lock_path, "a+")  # noqa: SIM115 - held for the whole run
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as error:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            handle.close()
-            raise CheckpointError(
+        self._lock.acquire(
+            lambda holder: CheckpointError(
                 f"job {self.path} is being run by {holder}; wait for it to finish "
                 "or stop it first (two processes on one job would send twice)"
-            ) from error
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"process {os.getpid()}")
-        handle.flush()
-        self._lock_handle = handle
+            )
+        )
 
     def holder(self) -> str | None:
         """Who holds the job right now, or None when no process runs it."""
-        lock_path = Path(f"{self.path}.lock")
-        if not lock_path.exists():
-            return None
-        with open(lock_path) as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except OSError:
-                return handle.read().strip() or "another process"
-            fcntl.flock(handle, fcntl.LOCK_UN)
-        return None
+        return self._lock.holder()
 
     # --- runs -------------------------------------------------------------------
 
@@ -547,11 +544,7 @@ class Ledger:
                 self._writer.close()
                 self._writer = None
             self._db.close()
-            if self._lock_handle is not None:
-                with contextlib.suppress(OSError):
-                    fcntl.flock(self._lock_handle, fcntl.LOCK_UN)
-                self._lock_handle.close()
-                self._lock_handle = None
+            self._lock.release()
 
     def __enter__(self) -> Ledger:
         return self

@@ -11,6 +11,8 @@ never leaves a half-written report there, nor destroys the previous one.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -23,6 +25,7 @@ from typing import IO, Literal, Self
 import polars as pl
 
 from migrate.errors import ConfigError
+from migrate.files import AtomicFile, read_head
 from migrate.records import (
     OK_STATUSES,
     REPORT_COLUMNS,
@@ -40,7 +43,6 @@ _EXTENSIONS: dict[str, ReportFormat] = {
     ".pq": "parquet",
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
-    ".json": "jsonl",
 }
 
 #: Types of the report's own columns; input columns are all ``pl.String``.
@@ -81,10 +83,32 @@ def report_format(path: str | Path) -> ReportFormat:
     try:
         return _EXTENSIONS[suffix]
     except KeyError:
+        # .json is refused: a file of JSON lines is not the JSON document
+        # that name promises, and a .json next to a job is often its schema.
         raise ConfigError(
-            f"report file {str(path)!r}: unknown extension; "
-            "use .csv, .parquet or .jsonl"
+            f"report file {str(path)!r}: unknown extension; use .csv, .parquet "
+            "(.pq) or .jsonl (.ndjson, JSON lines)"
         ) from None
+
+
+def is_report_file(path: Path) -> bool:
+    """Whether ``path`` holds a report this tool wrote (by its leading columns)."""
+    head = read_head(path)
+    columns: list[str] = []
+    if head.startswith(b"PAR1"):
+        try:
+            columns = list(pl.read_parquet_schema(path))
+        except (OSError, pl.exceptions.PolarsError):
+            return False
+    elif head.startswith(b"{"):
+        line = head.split(b"\n", 1)[0]
+        with contextlib.suppress(ValueError):
+            record = json.loads(line)
+            columns = list(record) if isinstance(record, dict) else []
+    else:
+        line = head.removeprefix(b"\xef\xbb\xbf").split(b"\n", 1)[0]
+        columns = line.decode("utf-8", "replace").rstrip("\r").split(",")
+    return tuple(columns[: len(REPORT_COLUMNS)]) == REPORT_COLUMNS
 
 
 def report_input_names(input_columns: Sequence[str]) -> list[str]:
@@ -225,19 +249,8 @@ class ReportWriter:
         if self.path.is_dir():
             raise ConfigError(f"report file {str(path)!r}: is a directory")
         directory = self.path.parent
-        try:
-            # mkstemp creates the file with O_EXCL and mode 0o600: the report is
-            # never readable by others, not even for a moment.
-            fd, tmp = tempfile.mkstemp(
-                dir=directory, prefix=f".{self.path.name}.", suffix=".tmp"
-            )
-        except OSError as e:
-            raise ConfigError(
-                f"report file {str(path)!r}: cannot write in {str(directory)!r}: "
-                f"{e.strerror}"
-            ) from e
-        self._tmp = Path(tmp)
-        self._file: IO[bytes] | None = os.fdopen(fd, "wb")
+        self._target = AtomicFile(self.path, what="report file")
+        self._file: IO[bytes] | None = self._target.handle
         self._rows = 0
         self._batches = 0
         self._parts_dir: Path | None = None
@@ -309,11 +322,8 @@ class ReportWriter:
                     pl.scan_parquet(self._parts).sink_parquet(self._file)
                 else:
                     pl.DataFrame(schema=self.schema).write_parquet(self._file)
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
             self._file = None
-            os.replace(self._tmp, self.path)
+            self._target.commit()
         except BaseException:
             self.abort()
             raise
@@ -321,10 +331,8 @@ class ReportWriter:
 
     def abort(self) -> None:
         """Discard the file being written; any previous report stays as it was."""
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-        self._tmp.unlink(missing_ok=True)
+        self._file = None
+        self._target.discard()
         self._buffer.clear()
         self._remove_parts()
 

@@ -726,8 +726,8 @@ def test_report_with_an_unknown_extension(finished: Path) -> None:
     result = invoke("report", finished, "-o", "out.txt")
     assert result.exit_code == 2
     assert result.output == (
-        "Error: report file 'out.txt': unknown extension; use .csv, .parquet or "
-        ".jsonl\n"
+        "Error: report file 'out.txt': unknown extension; use .csv, .parquet "
+        "(.pq) or .jsonl (.ndjson, JSON lines)\n"
     )
     assert not Path("out.txt").exists()
 

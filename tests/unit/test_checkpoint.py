@@ -132,6 +132,24 @@ def test_corrupt_job_file(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize("content", [b"", b"x", b"SQLite format 2\x00"])
+def test_a_file_that_is_not_sqlite_is_refused_untouched(tmp_path, content):
+    # SQLite would turn an empty file into a database of its own.
+    path = tmp_path / "job.sqlite"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match="not a SQLite database"):
+        Ledger.open(path)
+    assert path.read_bytes() == content
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["job.sqlite"]
+
+
+def test_the_lock_file_is_owner_only(tmp_path):
+    path = tmp_path / "job.sqlite"
+    with Ledger.create(path, FP) as ledger:
+        ledger.lock()
+        assert Path(f"{path}.lock").stat().st_mode & 0o777 == 0o600
+
+
 def test_truncated_job_file(tmp_path: Path) -> None:
     path = tmp_path / "job.sqlite"
     with Ledger.create(path, FP) as ledger:

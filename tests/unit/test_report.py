@@ -107,19 +107,19 @@ def open_umask() -> Iterator[None]:
         ("out.pq", "parquet"),
         ("out.jsonl", "jsonl"),
         ("out.ndjson", "jsonl"),
-        ("out.json", "jsonl"),
     ],
 )
 def test_report_format_by_extension(name: str, expected: str) -> None:
     assert report_format(Path("dir") / name) == expected
 
 
-@pytest.mark.parametrize("name", ["x.txt", "x", "x.csv.gz"])
+@pytest.mark.parametrize("name", ["x.txt", "x", "x.csv.gz", "x.json"])
 def test_report_format_rejects_unknown_extension(name: str) -> None:
     with pytest.raises(ConfigError) as info:
         report_format(name)
     assert str(info.value) == (
-        f"report file '{name}': unknown extension; use .csv, .parquet or .jsonl"
+        f"report file '{name}': unknown extension; use .csv, .parquet (.pq) or "
+        ".jsonl (.ndjson, JSON lines)"
     )
 
 
