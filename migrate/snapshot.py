@@ -37,7 +37,6 @@ Parquet; it is also smaller and faster to read.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import math
 import os
@@ -47,11 +46,12 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Final, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 import polars as pl
 
 from migrate.errors import ConfigError, FatalError, SourceError
+from migrate.files import AtomicFile, FileLock, read_head, write_private
 from migrate.ratelimit import AdaptiveRate, Clock, SystemClock, TokenBucket
 from migrate.retry import DEFAULT_MAX_ATTEMPTS, RetryPolicy
 
@@ -129,6 +129,20 @@ def snapshot_format(path: str | Path) -> SnapshotFormat:
             f"snapshot file {str(path)!r}: the name must end in .parquet or .csv"
         )
     return fmt
+
+
+def is_snapshot_file(path: Path) -> bool:
+    """Whether ``path`` holds a snapshot this tool wrote (by its fixed columns)."""
+    head = read_head(path)
+    if head.startswith(b"PAR1"):
+        try:
+            columns = list(pl.read_parquet_schema(path))
+        except (OSError, pl.exceptions.PolarsError):
+            return False
+    else:
+        line = head.split(b"\n", 1)[0].decode("utf-8", "replace").rstrip("\r")
+        columns = line.split(",")
+    return tuple(columns[: len(SNAPSHOT_FIXED)]) == SNAPSHOT_FIXED
 
 
 def parts_directory(path: str | Path) -> Path:
@@ -371,54 +385,27 @@ def _locked_workspace(target: Path) -> Iterator[Path]:
         # A directory left by an older run may have been created under another
         # umask; the parts hold personal data.
         os.chmod(workspace, 0o700)
-        handle: IO[str] = open(workspace / _LOCK, "a+")  # noqa: SIM115
     except OSError as exc:
         raise ConfigError(
             f"snapshot file {str(target)!r}: cannot write in "
             f"{str(workspace.parent)!r}: {exc.strerror}"
         ) from None
+    lock = FileLock(workspace / _LOCK)
+    lock.acquire(
+        lambda holder: ConfigError(
+            f"a snapshot into {str(target)!r} is already being taken by "
+            f"{holder}; wait for it or stop it first"
+        )
+    )
     try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise ConfigError(
-                f"a snapshot into {str(target)!r} is already being taken by "
-                f"{holder}; wait for it or stop it first"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"process {os.getpid()}")
-        handle.flush()
         yield workspace
     finally:
-        handle.close()
-
-
-def _write_private(path: Path, write: Callable[[IO[bytes]], object]) -> None:
-    """Write a 0o600 file durably under ``path`` (via a temporary name)."""
-    partial = path.with_name(path.name + ".tmp")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        write(handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(partial, path)
-    _fsync_directory(path.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        lock.release()
 
 
 def _save_state(workspace: Path, state: _State) -> None:
     body = json.dumps(state.to_json(), indent=1).encode()
-    _write_private(workspace / _STATE, lambda handle: handle.write(body))
+    write_private(workspace / _STATE, lambda handle: handle.write(body))
 
 
 # --- fetching --------------------------------------------------------------------
@@ -644,7 +631,7 @@ class _Fetcher:
         )
         try:
             if pending.users:
-                _write_private(self._workspace / name, pending.frame().write_parquet)
+                write_private(self._workspace / name, pending.frame().write_parquet)
             _save_state(self._workspace, state)
         except (OSError, pl.exceptions.PolarsError) as exc:
             raise FatalError(
@@ -674,36 +661,27 @@ def _combine(workspace: Path, state: _State, target: Path, fmt: SnapshotFormat) 
     deduplicate = state.chains > 1
     if deduplicate:
         frame = frame.unique(subset=[USERNAME], keep="first", maintain_order=True)
-    partial = workspace / f"snapshot.{fmt}.tmp"
+    partial = AtomicFile(target, what="snapshot file")
     try:
-        # Created 0o600 before polars writes into it: the file is never
-        # readable by others, not even for a moment.
-        os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+        partial.close_handle()
         if fmt == "parquet":
-            frame.sink_parquet(partial)
+            frame.sink_parquet(partial.tmp)
         else:
-            frame.sink_csv(partial)
-        os.chmod(partial, 0o600)
-        fd = os.open(partial, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(partial, target)
-        _fsync_directory(target.parent)
+            frame.sink_csv(partial.tmp)
+        partial.commit()
         if not deduplicate:
             return state.users
         # Keys only, whatever the format: the same count unique() kept.
         unique = frame.select(pl.col(USERNAME).n_unique())
         return int(unique.collect().item())
     except (OSError, pl.exceptions.PolarsError) as exc:
-        partial.unlink(missing_ok=True)
+        partial.discard()
         raise FatalError(
             f"cannot write the snapshot file {target}: {_reason(exc)}; the users "
             "listed are saved: run the snapshot again to finish it"
         ) from exc
     except BaseException:
-        partial.unlink(missing_ok=True)
+        partial.discard()
         raise
 
 
