@@ -11,6 +11,7 @@ request bodies is redacted while a token-mode `UserPool` exists.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -43,6 +44,7 @@ from migrate.errors import ConfigError, FatalError
 from migrate.records import CallError, CallResult, WorkItem
 
 if TYPE_CHECKING:
+    from botocore.model import OperationModel, Shape
     from mypy_boto3_cognito_idp import CognitoIdentityProviderClient
     from mypy_boto3_cognito_idp.type_defs import AttributeTypeTypeDef
 
@@ -259,6 +261,186 @@ def _token_in_flight(token: str) -> Iterator[None]:
         _in_flight.token = None
 
 
+# --- only a well-formed answer is a success -------------------------------------
+# botocore's JSON parser turns a 2xx body that is not JSON into {"message": body}
+# and a JSON body of the wrong shape into an empty result, so a proxy or captive
+# portal answering "200 <html>" would make every update look done. A 2xx counts
+# only when its body is what the operation's output shape allows.
+MALFORMED_RESPONSE: Final = "MalformedResponse"
+_RESPONSE_GUARD_ID: Final = "cognito-bulk-migrate-response-guard"
+_PREVIEW_BYTES: Final = 60
+
+
+class MalformedResponseError(BotoCoreError):
+    """A 2xx answer whose body is not a response of the operation.
+
+    Retryable: the request may or may not have reached Cognito, and attribute
+    updates are idempotent, so sending it again is the way to find out.
+    """
+
+    fmt = (
+        "{operation}: the endpoint answered HTTP {status} with {problem}, which is "
+        "not a Cognito response; the call may or may not have taken effect"
+    )
+
+
+def _guard_responses(client: CognitoIdentityProviderClient) -> None:
+    """Check every 2xx body of this client against its operation's output shape.
+
+    Idempotent (one handler per client, by id); call it before threads share
+    the client, as botocore's event hooks are not thread-safe to register.
+    """
+    client.meta.events.register(
+        "before-parse.cognito-identity-provider",
+        _check_response,
+        unique_id=_RESPONSE_GUARD_ID,
+    )
+
+
+def _check_response(
+    operation_model: OperationModel, response_dict: Mapping[str, Any], **_: Any
+) -> None:
+    status = response_dict.get("status_code")
+    if not isinstance(status, int) or not 200 <= status < 300:
+        return  # errors have their own parser and classification
+    problem = response_problem(
+        response_dict.get("body") or b"",
+        operation_model.output_shape,
+        request_id=_request_id(response_dict.get("headers")),
+    )
+    if problem is not None:
+        raise MalformedResponseError(
+            operation=operation_model.name, status=status, problem=problem
+        )
+
+
+def _request_id(headers: Any) -> str | None:
+    if headers is None:
+        return None
+    try:
+        value = headers.get("x-amzn-requestid") or headers.get("x-amzn-RequestId")
+    except AttributeError:
+        return None
+    return str(value) if value else None
+
+
+def response_problem(
+    body: bytes, shape: Shape | None, *, request_id: str | None = None
+) -> str | None:
+    """Why ``body`` is not a success response of an operation with output ``shape``.
+
+    None when it is: a JSON object whose members are the shape's, each of the
+    JSON type its shape says (members nested deeper than the top may be new
+    ones botocore does not know yet, and are left alone). An empty body passes
+    only with an AWS request id: the service itself answered, with nothing.
+    """
+    if not body.strip():
+        return None if request_id else "an empty body"
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return "a body that is not UTF-8 text"
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return f"a body that is not JSON ({_preview(text)})"
+    if not isinstance(parsed, dict):
+        return f"JSON that is not an object ({_preview(text)})"
+    members = shape.members if shape is not None else {}  # type: ignore[attr-defined]
+    unknown = [key for key in parsed if key not in members]
+    if unknown:
+        return (
+            f"a JSON object with the member {unknown[0]!r}, which the "
+            f"operation's response does not have ({_preview(text)})"
+        )
+    for key, value in parsed.items():
+        wrong = _type_problem(value, members[key], key)
+        if wrong is not None:
+            return f"a JSON object where {wrong}"
+    return None
+
+
+_JSON_TYPES: Final[Mapping[str, tuple[type, ...]]] = {
+    "structure": (dict,),
+    "map": (dict,),
+    "list": (list,),
+    "string": (str,),
+    "blob": (str,),
+    "boolean": (bool,),
+    "integer": (int,),
+    "long": (int,),
+    "float": (int, float, str),
+    "double": (int, float, str),
+    "timestamp": (int, float, str),
+}
+_JSON_NAMES: Final[Mapping[str, str]] = {
+    "structure": "an object",
+    "map": "an object",
+    "list": "a list",
+    "string": "a string",
+    "blob": "a string",
+    "boolean": "true or false",
+    "integer": "a number",
+    "long": "a number",
+    "float": "a number",
+    "double": "a number",
+    "timestamp": "a time",
+}
+
+
+def _type_problem(value: object, shape: Shape, where: str) -> str | None:
+    """Where ``value`` is not the JSON type of ``shape`` (recursively), or None."""
+    if value is None:
+        return None  # botocore skips null members
+    kind = shape.type_name
+    expected = _JSON_TYPES.get(kind)
+    if expected is None:
+        return None
+    is_bool = isinstance(value, bool)
+    if not isinstance(value, expected) or (is_bool and kind != "boolean"):
+        return f"{where} is {_json_kind(value)}, not {_JSON_NAMES[kind]}"
+    if kind == "structure":
+        assert isinstance(value, dict)
+        members = shape.members  # type: ignore[attr-defined]
+        for key, item in value.items():
+            if key in members:
+                problem = _type_problem(item, members[key], f"{where}.{key}")
+                if problem is not None:
+                    return problem
+    elif kind == "list":
+        assert isinstance(value, list)
+        for index, item in enumerate(value):
+            problem = _type_problem(item, shape.member, f"{where}[{index}]")  # type: ignore[attr-defined]
+            if problem is not None:
+                return problem
+    elif kind == "map":
+        assert isinstance(value, dict)
+        for key, item in value.items():
+            problem = _type_problem(item, shape.value, f"{where}[{key!r}]")  # type: ignore[attr-defined]
+            if problem is not None:
+                return problem
+    return None
+
+
+def _json_kind(value: object) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    return "an object"
+
+
+def _preview(text: str) -> str:
+    flat = " ".join(text.split())
+    if len(flat) > _PREVIEW_BYTES:
+        flat = flat[:_PREVIEW_BYTES] + "..."
+    return f"starts {flat!r}" if flat else "blank"
+
+
 # --- the client ----------------------------------------------------------------
 @dataclass(frozen=True, kw_only=True)
 class ClientConfig:
@@ -308,7 +490,7 @@ def make_client(config: ClientConfig) -> CognitoIdentityProviderClient:
         user_agent_extra=f"cognito-bulk-migrate/{__version__}",
     )
     try:
-        return session.client(
+        client = session.client(
             "cognito-idp", endpoint_url=config.endpoint_url, config=botocore_config
         )
     except NoRegionError:
@@ -319,6 +501,8 @@ def make_client(config: ClientConfig) -> CognitoIdentityProviderClient:
             f"cannot set up the Cognito client (region {session.region_name!r}, "
             f"endpoint {config.endpoint_url!r}): {exc}"
         ) from None
+    _guard_responses(client)
+    return client
 
 
 # --- classification ----------------------------------------------------------------
@@ -392,6 +576,8 @@ def _classify_local_error(exc: BaseException) -> CallError:
     # ProtocolError that botocore wraps as ConnectionClosedError.
     if isinstance(exc, BotoConnectionError | HTTPClientError):
         return CallError(code=code, message=message, kind="retryable")
+    if isinstance(exc, MalformedResponseError):
+        return CallError(code=MALFORMED_RESPONSE, message=message, kind="retryable")
     if isinstance(exc, ParamValidationError):
         return CallError(code=code, message=message, kind="user")
     if isinstance(exc, NoRegionError):
@@ -435,6 +621,7 @@ def describe_user_pool(
     ``aws cognito-idp describe-user-pool``. Throttling and 5xx are retried a few
     times; anything else raises FatalError (or ConfigError for a malformed ID).
     """
+    _guard_responses(client)
     for attempt in range(1, attempts + 1):
         try:
             response = client.describe_user_pool(UserPoolId=pool_id)
@@ -502,6 +689,9 @@ class UserPool:
         self._pool_id = pool_id
         self._api: Api = api
         self._metadata = dict(client_metadata or {})
+        # Clients built elsewhere than make_client (tests, library users) get
+        # the same check of success responses.
+        _guard_responses(client)
         if api == "token":
             _guard_debug_log()
 

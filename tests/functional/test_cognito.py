@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 from botocore.stub import Stubber
@@ -618,6 +618,10 @@ class FakeCognito:
 
     status: int = 400
     body: dict[str, str] = field(default_factory=dict)
+    #: Sent as is instead of ``body`` (a proxy's or a portal's answer).
+    raw: bytes | None = None
+    #: Send an x-amzn-RequestId header, as every AWS answer has.
+    request_id: bool = True
     hang_up: bool = False
     requests: list[dict[str, Any]] = field(default_factory=list)
     url: str = ""
@@ -639,9 +643,12 @@ def fake_server() -> Iterator[FakeCognito]:
             if fake.hang_up:
                 self.close_connection = True
                 return
-            payload = json.dumps(fake.body).encode()
+            payload = fake.raw if fake.raw is not None else json.dumps(fake.body)
+            payload = payload.encode() if isinstance(payload, str) else payload
             self.send_response(fake.status)
             self.send_header("Content-Type", "application/x-amz-json-1.1")
+            if fake.request_id:
+                self.send_header("x-amzn-RequestId", "0e5e7a4c-loopback")
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             self.wfile.write(payload)
@@ -663,6 +670,7 @@ def fake_server() -> Iterator[FakeCognito]:
 def fake_cognito(fake_server: FakeCognito) -> FakeCognito:
     """The loopback server, reset to answer 400 with an empty body."""
     fake_server.status, fake_server.body, fake_server.hang_up = 400, {}, False
+    fake_server.raw, fake_server.request_id = None, True
     fake_server.requests.clear()
     return fake_server
 
@@ -770,6 +778,151 @@ def test_token_never_reaches_botocore_debug_logs(
     assert "Making request for" in caplog.text  # the body log did happen
     assert "Response body" in caplog.text
     assert TOKEN not in caplog.text
+
+
+# --- a 2xx is a success only when it is a Cognito response ---------------------------
+GARBLED_SUCCESSES = [
+    pytest.param(b"garbage", True, "a body that is not JSON", id="garbage"),
+    pytest.param(
+        b"<html><body>502 Bad Gateway</body></html>",
+        True,
+        "a body that is not JSON (starts '<html>",
+        id="html",
+    ),
+    pytest.param(b"", False, "an empty body", id="empty-without-request-id"),
+    pytest.param(b"   \n", False, "an empty body", id="blank-without-request-id"),
+    pytest.param(b"\xff\xfe{}", True, "not UTF-8", id="not-utf8"),
+    pytest.param(b"[]", True, "JSON that is not an object", id="list"),
+    pytest.param(b"null", True, "JSON that is not an object", id="null"),
+    pytest.param(b'"OK"', True, "JSON that is not an object", id="string"),
+    pytest.param(
+        b'{"status": "ok"}', True, "member 'status'", id="object-of-another-api"
+    ),
+    pytest.param(
+        b'{"message": "queued"}', True, "member 'message'", id="message-object"
+    ),
+]
+
+
+@pytest.mark.parametrize(("raw", "request_id", "problem"), GARBLED_SUCCESSES)
+@pytest.mark.parametrize("api", ["admin", "token"])
+@pytest.mark.parametrize("call", ["update", "delete"])
+def test_a_garbled_success_is_retryable_not_done(
+    fake_cognito: FakeCognito,
+    loopback_client: CognitoIdentityProviderClient,
+    raw: bytes,
+    request_id: bool,
+    problem: str,
+    api: Literal["admin", "token"],
+    call: str,
+) -> None:
+    # botocore parses these as an empty success; the write may never have
+    # happened (a proxy answered) or may have: retrying is the only safe answer.
+    fake_cognito.status, fake_cognito.raw = 200, raw
+    fake_cognito.request_id = request_id
+    pool = UserPool(loopback_client, pool_id=POOL_ID, api=api)
+    item = WorkItem(
+        row=1,
+        user="alice",
+        set_attributes={"custom:plan": "pro"},
+        delete_attributes=("custom:legacy_flag",),
+        token=TOKEN,
+    )
+    result = pool.update(item) if call == "update" else pool.delete(item)
+    assert result.error is not None, result
+    assert (result.error.code, result.error.kind) == ("MalformedResponse", "retryable")
+    assert problem in result.error.message
+    assert "may or may not have taken effect" in result.error.message
+    assert TOKEN not in result.error.message
+    assert len(fake_cognito.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        (b'{"CodeDeliveryDetailsList": "EMAIL"}', "is a string, not a list"),
+        (b'{"CodeDeliveryDetailsList": [1]}', "[0] is a number, not an object"),
+        (
+            b'{"CodeDeliveryDetailsList": [{"Destination": 7}]}',
+            "Destination is a number, not a string",
+        ),
+    ],
+)
+def test_a_token_success_of_the_wrong_shape_is_retryable(
+    fake_cognito: FakeCognito,
+    loopback_client: CognitoIdentityProviderClient,
+    raw: bytes,
+    problem: str,
+) -> None:
+    # Without the check botocore raises AttributeError deep in its parser.
+    fake_cognito.status, fake_cognito.raw = 200, raw
+    pool = UserPool(loopback_client, pool_id=None, api="token")
+    result = pool.update(
+        WorkItem(row=1, user="a", set_attributes={"name": "A"}, token=TOKEN)
+    )
+    assert result.error is not None
+    assert (result.error.code, result.error.kind) == ("MalformedResponse", "retryable")
+    assert problem in result.error.message
+
+
+@pytest.mark.parametrize(
+    ("raw", "request_id", "api", "expected"),
+    [
+        (b"{}", True, "admin", CallResult()),
+        (b"{}", False, "admin", CallResult()),
+        # An AWS answer (it has a request id) with no body at all.
+        (b"", True, "admin", CallResult()),
+        (b"{}", True, "token", CallResult()),
+        (
+            b'{"CodeDeliveryDetailsList": [{"Destination": "a***@e***", '
+            b'"DeliveryMedium": "EMAIL", "AttributeName": "email"}]}',
+            True,
+            "token",
+            CallResult(delivery="EMAIL:a***@e***"),
+        ),
+        # Members nested below the top may be newer than botocore's model.
+        (
+            b'{"CodeDeliveryDetailsList": [{"DeliveryMedium": "SMS", '
+            b'"Destination": "+*******0100", "NewField": {"x": 1}}]}',
+            True,
+            "token",
+            CallResult(delivery="SMS:+*******0100"),
+        ),
+    ],
+)
+def test_well_formed_successes_are_successes(
+    fake_cognito: FakeCognito,
+    loopback_client: CognitoIdentityProviderClient,
+    raw: bytes,
+    request_id: bool,
+    api: Literal["admin", "token"],
+    expected: CallResult,
+) -> None:
+    fake_cognito.status, fake_cognito.raw = 200, raw
+    fake_cognito.request_id = request_id
+    pool = UserPool(loopback_client, pool_id=POOL_ID, api=api)
+    item = WorkItem(row=1, user="a", set_attributes={"name": "A"}, token=TOKEN)
+    assert pool.update(item) == expected
+
+
+def test_a_garbled_describe_is_retried_then_fatal(
+    fake_cognito: FakeCognito, loopback_client: CognitoIdentityProviderClient
+) -> None:
+    fake_cognito.status, fake_cognito.raw = 200, b"<html>login</html>"
+    with pytest.raises(FatalError, match="MalformedResponse"):
+        describe_user_pool(loopback_client, POOL_ID, attempts=2, sleep=lambda _: None)
+    assert len(fake_cognito.requests) == 2
+
+
+def test_a_garbled_list_users_page_is_a_retryable_error_not_an_empty_pool(
+    fake_cognito: FakeCognito, loopback_client: CognitoIdentityProviderClient
+) -> None:
+    # Parsed as a page with no users and no token, it would end a snapshot early.
+    fake_cognito.status, fake_cognito.raw = 200, b"OK"
+    page = UserPool(loopback_client, pool_id=POOL_ID, api="admin").list_users_page(None)
+    assert page.error is not None
+    assert (page.error.code, page.error.kind) == ("MalformedResponse", "retryable")
+    assert page.users == []
 
 
 # --- make_client ----------------------------------------------------------------------
