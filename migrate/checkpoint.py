@@ -25,14 +25,14 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from migrate.background import Background, BackgroundError
 from migrate.errors import CheckpointError, FatalError
 from migrate.files import FileLock, create_private, read_head
-from migrate.records import Outcome, Status
+from migrate.records import JobKind, JobSpec, Outcome, Status
 
 #: Version of the ledger's layout; bump with a migration in _MIGRATIONS.
 LEDGER_VERSION = 2
@@ -139,6 +139,38 @@ _PART_NAMES = {
 }
 
 
+#: The job table's key of the job description (a JobSpec as JSON).
+_SPEC_KEY = "spec"
+
+
+def _legacy_spec(info: Mapping[str, str]) -> JobSpec:
+    """The description of a job file written before JobSpec (loose keys)."""
+    total = info.get("total_rows") or ""
+    kind: JobKind = (
+        "rollback"
+        if info.get("rollback_of")
+        else "sandbox"
+        if info.get("sandbox")
+        else "real"
+    )
+    return JobSpec(
+        kind=kind,
+        pool_id=info["pool_id"],
+        region=info.get("region") or None,
+        profile=info.get("profile") or None,
+        endpoint_url=info.get("endpoint_url") or None,
+        input_path=info.get("input_path") or None,
+        mapping_path=info.get("mapping_path") or None,
+        delimiter=info.get("delimiter", ","),
+        format=info.get("format") or None,
+        schema=json.loads(info["schema"]) if info.get("schema") else None,
+        diff=info.get("diff") == "true",
+        snapshot=info.get("snapshot") or None,
+        total_rows=int(total) if total.isdigit() else None,
+        rollback_of=info.get("rollback_of") or None,
+    )
+
+
 def file_sha256(path: str | Path) -> str:
     """SHA-256 of a file, streamed."""
     digest = hashlib.sha256()
@@ -208,7 +240,9 @@ class Ledger:
     # --- opening ------------------------------------------------------------
 
     @classmethod
-    def create(cls, path: str | Path, fingerprint: Fingerprint, **info: str) -> Ledger:
+    def create(
+        cls, path: str | Path, fingerprint: Fingerprint, spec: JobSpec | None = None
+    ) -> Ledger:
         """Create a new ledger; refuses to overwrite an existing job file."""
         path = Path(path)
         if path.exists():
@@ -223,9 +257,11 @@ class Ledger:
                 ledger = cls(partial, db)
                 ledger._migrate()
                 with db:
+                    stored = fingerprint.as_dict()
+                    if spec is not None:
+                        stored[_SPEC_KEY] = json.dumps(asdict(spec), default=str)
                     db.executemany(
-                        "INSERT INTO job(key, value) VALUES (?, ?)",
-                        [*fingerprint.as_dict().items(), *info.items()],
+                        "INSERT INTO job(key, value) VALUES (?, ?)", stored.items()
                     )
             finally:
                 db.close()
@@ -254,7 +290,7 @@ class Ledger:
         try:
             ledger._check_version()
             ledger._check_integrity()
-            ledger.info()
+            ledger._check_statuses()
         except sqlite3.Error as error:
             ledger.close()
             raise _ledger_error(path, error) from error
@@ -293,12 +329,50 @@ class Ledger:
                 f"({'; '.join(problems)})"
             )
 
+    def _check_statuses(self) -> None:
+        # One look at the status index: a ledger edited by hand (or by a newer
+        # version) must not turn into a traceback in a report or resume.
+        known = {status.value for status in Status}
+        found = {
+            row[0] for row in self._db.execute("SELECT DISTINCT status FROM outcomes")
+        }
+        unknown = sorted(str(value) for value in found - known)
+        if unknown:
+            raise CheckpointError(
+                f"{self.path} holds outcomes with an unknown status "
+                f"({', '.join(unknown)}): it was edited, or written by a newer "
+                "cognito-migrate"
+            )
+
     # --- job info -------------------------------------------------------------
 
     def info(self) -> dict[str, str]:
         """Everything in the job table (fingerprint and descriptive fields)."""
         rows = self._settled().execute("SELECT key, value FROM job").fetchall()
         return {key: value for key, value in rows}
+
+    def spec(self) -> JobSpec:
+        """What this job is (kind, pool, files, options), as it was created."""
+        info = self.info()
+        try:
+            if _SPEC_KEY in info:
+                fields = json.loads(info[_SPEC_KEY])
+                if not isinstance(fields, dict):
+                    raise TypeError("not an object")
+                spec = JobSpec(**fields)
+            else:
+                spec = _legacy_spec(info)
+        except (TypeError, ValueError, KeyError) as error:
+            raise CheckpointError(
+                f"{self.path}: the job description in it is damaged ({error}); "
+                "it cannot be resumed or reported from"
+            ) from None
+        if not isinstance(spec.pool_id, str) or not spec.pool_id:
+            raise CheckpointError(
+                f"{self.path}: the job description in it names no user pool; it "
+                "was edited, and cannot be resumed or reported from"
+            )
+        return spec
 
     def check_fingerprint(self, fingerprint: Fingerprint) -> None:
         """Refuse to continue a job with different input, mapping, pool or options."""
@@ -516,13 +590,15 @@ class Ledger:
             (Status.UPDATED.value,),
         )
         for row, user, username, sent, before in cursor:
-            yield (
-                row,
-                user,
-                username or user,
-                json.loads(sent) if sent else {},
-                json.loads(before) if before else None,
-            )
+            try:
+                values = json.loads(sent) if sent else {}
+                previous = json.loads(before) if before else None
+            except ValueError:
+                raise CheckpointError(
+                    f"{self.path}: the outcome of row {row} is damaged (not JSON); "
+                    "the job file was edited"
+                ) from None
+            yield row, user, username or user, values, previous
 
     def all_outcomes(self) -> Iterator[tuple[Any, ...]]:
         """Every stored outcome in row order (report columns)."""

@@ -6,6 +6,7 @@ ledger and the report, never an exception that unwinds the run.
 
     MigrateError                 root; the CLI turns any of these into a message
     ├── ConfigError              bad options or files given by the user (exit 2)
+    │   ├── OptionsError         options that do not go together (shown with usage)
     │   ├── MappingError         the TOML mapping file is wrong
     │   ├── SchemaError          the pool schema file is not DescribeUserPool output
     │   └── SourceError          the input file cannot be read as promised
@@ -25,6 +26,10 @@ class MigrateError(Exception):
 
 class ConfigError(MigrateError):
     """The user's options or files are wrong; nothing has been sent."""
+
+
+class OptionsError(ConfigError):
+    """Options that are missing or do not go together (the CLI shows its usage)."""
 
 
 class MappingError(ConfigError):

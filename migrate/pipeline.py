@@ -566,13 +566,12 @@ def sandbox_users(job: Job) -> list[dict[str, str]]:
 
 def describe_status(ledger: Ledger, *, now: Callable[[], float] = time.time) -> str:
     """A plain-text status of a job, read from its ledger (safe while it runs)."""
-    info = ledger.info()
+    spec = ledger.spec()
     counts = ledger.counts()
-    total_text = info.get("total_rows") or ""
-    total = int(total_text) if total_text.isdigit() else None
+    total = spec.total_rows
     decided = sum(counts.values())
-    lines = [f"Job: {ledger.path}", f"Input: {info.get('input_path', '?')}"]
-    lines.append(f"Pool: {info.get('pool_id', '?')}")
+    lines = [f"Job: {ledger.path}", f"Input: {spec.input_path or '?'}"]
+    lines.append(f"Pool: {spec.pool_id}")
     holder = ledger.holder()
     lines.append(f"Running: {'yes, ' + holder if holder else 'no'}")
     of = f" of {total:,}" if total is not None else ""

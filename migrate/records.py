@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 
 class Status(StrEnum):
@@ -170,3 +170,35 @@ class CallResult:
     error: CallError | None = None
     #: Where Cognito sent a verification code (masked, as returned), if it did.
     delivery: str | None = None
+
+
+JobKind = Literal["real", "sandbox", "rollback"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobSpec:
+    """What a job is, as its job file records it: read back as this type only.
+
+    Paths are absolute. ``schema`` is the DescribeUserPool output the job was
+    checked against (a rollback has none); ``rate``, ``concurrency`` and
+    ``max_attempts`` are the settings of the run that created the job, the
+    defaults of a resume.
+    """
+
+    kind: JobKind
+    pool_id: str
+    region: str | None = None
+    profile: str | None = None
+    endpoint_url: str | None = None
+    input_path: str | None = None
+    mapping_path: str | None = None
+    delimiter: str = ","
+    format: str | None = None
+    schema: dict[str, Any] | None = None
+    diff: bool = False
+    snapshot: str | None = None
+    total_rows: int | None = None
+    rollback_of: str | None = None
+    rate: float | None = None
+    concurrency: int | None = None
+    max_attempts: int | None = None

@@ -16,7 +16,7 @@ import pytest
 from migrate.checkpoint import LEDGER_VERSION, Fingerprint, Ledger, make_fingerprint
 from migrate.errors import CheckpointError, FatalError
 from migrate.pipeline import describe_status
-from migrate.records import Outcome, Status
+from migrate.records import JobSpec, Outcome, Status
 from tests.conftest import BeforeBatchWrites
 
 FP = Fingerprint(input_sha256="a" * 64, mapping_sha256="b" * 64, pool="p", options="{}")
@@ -36,10 +36,12 @@ def outcome(row: int, status: Status = Status.UPDATED) -> Outcome:
 
 def test_a_new_ledger_is_private_and_versioned(tmp_path: Path) -> None:
     path = tmp_path / "job.sqlite"
-    with Ledger.create(path, FP, input_path="in.csv") as ledger:
+    spec = JobSpec(kind="real", pool_id="p", input_path="/data/in.csv", rate=2.5)
+    with Ledger.create(path, FP, spec) as ledger:
         ledger.record(outcome(1))
         ledger.flush()
-        assert ledger.info()["input_path"] == "in.csv"
+    with Ledger.open(path) as ledger:
+        assert ledger.spec() == spec
     for name in ("job.sqlite", "job.sqlite-wal"):
         if (tmp_path / name).exists():
             assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600, name
@@ -148,6 +150,64 @@ def test_the_lock_file_is_owner_only(tmp_path):
     with Ledger.create(path, FP) as ledger:
         ledger.lock()
         assert Path(f"{path}.lock").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_job_file_written_before_job_specs_reads_back_as_one(tmp_path):
+    path = tmp_path / "job.sqlite"
+    Ledger.create(path, FP).close()
+    legacy = {
+        "pool_id": "us-east-1_X",
+        "input_path": "/d/in.csv",
+        "diff": "true",
+        "total_rows": "12",
+        "schema": '{"UserPool": {}}',
+        "region": "",
+    }
+    db = sqlite3.connect(path)
+    with db:
+        db.executemany("INSERT INTO job VALUES (?, ?)", legacy.items())
+    db.close()
+    with Ledger.open(path) as ledger:
+        assert ledger.spec() == JobSpec(
+            kind="real",
+            pool_id="us-east-1_X",
+            input_path="/d/in.csv",
+            diff=True,
+            total_rows=12,
+            schema={"UserPool": {}},
+        )
+
+
+@pytest.mark.parametrize(
+    ("stored", "message"),
+    [
+        ("{not json", "the job description in it is damaged"),
+        ("[1, 2]", "the job description in it is damaged"),
+        ('{"kind": "real", "pool_id": ""}', "names no user pool"),
+        ('{"kind": "real", "pool_id": "p", "extra": 1}', "is damaged"),
+    ],
+)
+def test_a_damaged_job_description_is_a_clear_error(tmp_path, stored, message):
+    path = tmp_path / "job.sqlite"
+    Ledger.create(path, FP, JobSpec(kind="real", pool_id="p")).close()
+    db = sqlite3.connect(path)
+    with db:
+        db.execute("UPDATE job SET value = ? WHERE key = 'spec'", (stored,))
+    db.close()
+    with Ledger.open(path) as ledger, pytest.raises(CheckpointError, match=message):
+        ledger.spec()
+
+
+def test_an_unknown_status_in_the_ledger_is_refused_on_open(tmp_path):
+    path = tmp_path / "job.sqlite"
+    with Ledger.create(path, FP) as ledger:
+        ledger.record(outcome(1))
+    db = sqlite3.connect(path)
+    with db:
+        db.execute("UPDATE outcomes SET status = 'exploded'")
+    db.close()
+    with pytest.raises(CheckpointError, match=r"unknown status \(exploded\)"):
+        Ledger.open(path)
 
 
 def test_truncated_job_file(tmp_path: Path) -> None:
@@ -298,7 +358,8 @@ def test_json_columns_round_trip_through_the_batch_insert(tmp_path: Path) -> Non
 
 def test_status_rate_counts_the_latest_run_only(tmp_path: Path) -> None:
     path = tmp_path / "job.sqlite"
-    Ledger.create(path, FP, input_path="in.csv", pool_id="p", total_rows="100").close()
+    spec = JobSpec(kind="real", pool_id="p", input_path="in.csv", total_rows=100)
+    Ledger.create(path, FP, spec).close()
     db = sqlite3.connect(path)
     with db:
         # A first run sent 10 rows at 10/s, a day passed, a second run has sent

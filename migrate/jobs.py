@@ -1,0 +1,883 @@
+"""Jobs: the lifecycle of every command that runs or reads one.
+
+A job is an input file, a mapping and a pool, made durable by a job file (the
+ledger). This module decides everything about a job's life: where its files go
+and which paths it refuses (`migrate.files.check_output`, one guard for every
+command), how it is created or continued (fingerprint, snapshot, lock), how a
+run ends (finished, aborted, interrupted) and what to do next, and how resume,
+rollback, report and status read it back (a `JobSpec`, never loose keys).
+
+The CLI only parses options, asks questions, shows progress and turns errors
+into exit codes; it talks to this module through typed requests and a
+`Reporter` for messages and progress.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import sys
+from collections.abc import Callable, Collection, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from migrate import pipeline
+from migrate.checkpoint import Fingerprint, Ledger, is_job_file, make_fingerprint
+from migrate.errors import CheckpointError, ConfigError, MigrateError, OptionsError
+from migrate.execution import (
+    DEFAULT_CONCURRENCY,
+    ExecutionConfig,
+    ExecutionStats,
+    UserPoolClient,
+)
+from migrate.files import check_output
+from migrate.pipeline import DryRunResult, Job, prepare
+from migrate.records import JobKind, JobSpec, WorkItem
+from migrate.report import Summary, is_report_file
+from migrate.schema import PoolSchema, load_schema_file, schema_from_describe
+from migrate.snapshot import DEFAULT_LIST_RATE, is_snapshot_file
+from migrate.source import SourceOptions
+
+if TYPE_CHECKING:
+    from mypy_boto3_cognito_idp import CognitoIdentityProviderClient
+
+# --- how the library talks to the person running a job -----------------------------
+
+
+class Progress(Protocol):
+    """Progress of one stage (a run, a snapshot); the CLI renders it."""
+
+    def on_start(self, stats: ExecutionStats | None, total: int | None) -> None:
+        """The stage starts; ``stats`` (a run's) is updated live."""
+
+    def on_rows(self, count: int) -> None:
+        """``count`` more rows (or users) are done."""
+
+    def close(self) -> None:
+        """The stage ended."""
+
+
+class Reporter(Protocol):
+    """Messages and progress of a job, for a person (the CLI) or nobody."""
+
+    def say(self, text: str) -> None:
+        """A line about what the job is doing (job file, snapshot, sandbox)."""
+
+    def warn(self, text: str) -> None:
+        """Something the person should know and may want to act on."""
+
+    def progress(self, label: str) -> Progress:
+        """A progress display for one stage, e.g. "run" or "snapshot"."""
+
+
+class _NullProgress:
+    def on_start(self, stats: ExecutionStats | None, total: int | None) -> None:
+        """Ignore."""
+
+    def on_rows(self, count: int) -> None:
+        """Ignore."""
+
+    def close(self) -> None:
+        """Ignore."""
+
+
+class QuietReporter:
+    """A reporter that says nothing (library use, tests)."""
+
+    def say(self, text: str) -> None:
+        """Ignore."""
+
+    def warn(self, text: str) -> None:
+        """Ignore."""
+
+    def progress(self, label: str) -> Progress:
+        """No display."""
+        return _NullProgress()
+
+
+# --- requests and results ----------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class AwsOptions:
+    """Where Cognito is and who we are (AWS conventions)."""
+
+    profile: str | None = None
+    region: str | None = None
+    endpoint_url: str | None = None
+    #: Access key and secret for emulators (the sandbox); None: the usual chain.
+    credentials: tuple[str, str] | None = None
+
+    def client(
+        self, concurrency: int = DEFAULT_CONCURRENCY
+    ) -> CognitoIdentityProviderClient:
+        """A Cognito client with enough connections for ``concurrency`` calls."""
+        from migrate.cognito import ClientConfig, make_client
+
+        return make_client(
+            ClientConfig(
+                profile=self.profile,
+                region=self.region,
+                endpoint_url=self.endpoint_url,
+                credentials=self.credentials,
+                max_pool_connections=max(10, concurrency + 2),
+            )
+        )
+
+    def overridden(self, other: AwsOptions) -> AwsOptions:
+        """These options, with every one ``other`` gives taking precedence."""
+        return AwsOptions(
+            profile=other.profile or self.profile,
+            region=other.region or self.region,
+            endpoint_url=other.endpoint_url or self.endpoint_url,
+            credentials=other.credentials or self.credentials,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobRequest:
+    """A run, dry run or validation as asked for: files, pool and options."""
+
+    input_path: Path
+    mapping_path: Path
+    source_options: SourceOptions = field(default_factory=SourceOptions)
+    schema_path: Path | None = None
+    pool_id: str | None = None
+    aws: AwsOptions = field(default_factory=AwsOptions)
+    job_path: Path | None = None
+    report_path: Path | None = None
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+    diff: bool = False
+    snapshot_path: Path | None = None
+
+    def inputs(self) -> list[tuple[str, Path | None]]:
+        """Every file the job reads, with its role: never an output."""
+        return [
+            ("the input file", self.input_path),
+            ("the mapping", self.mapping_path),
+            ("the schema", self.schema_path),
+            ("the snapshot", self.snapshot_path),
+        ]
+
+    def default_path(self, suffix: str) -> Path:
+        """INPUT-STEM.MAPPING-STEM.<suffix>, in the current directory."""
+        return Path(f"{self.input_path.stem}.{self.mapping_path.stem}.{suffix}")
+
+
+@dataclass(kw_only=True)
+class JobResult:
+    """How a run, resume or rollback ended, and what to do next."""
+
+    stats: ExecutionStats
+    summary: Summary
+    report_path: Path
+    #: A command that works in this state, when the job is not done.
+    next_step: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """3 aborted, 130 interrupted, else 0 or 1 by the rows' statuses."""
+        if self.stats.stopped_by is not None:
+            return 3
+        if self.stats.interrupted:
+            return 130
+        return 0 if self.summary.all_ok else 1
+
+
+# --- outputs -----------------------------------------------------------------------
+
+
+def check_report_path(path: Path, inputs: Sequence[tuple[str, Path | None]]) -> None:
+    """Refuse a report path that is an input or a file that is not a report."""
+    from migrate.report import report_format
+
+    report_format(path)
+    check_output(path, what="report file", recognise=is_report_file, protected=inputs)
+
+
+def check_snapshot_path(path: Path, inputs: Sequence[tuple[str, Path | None]]) -> None:
+    """Refuse a snapshot path that is an input or a file that is not a snapshot."""
+    from migrate.snapshot import snapshot_format
+
+    snapshot_format(path)
+    check_output(
+        path, what="snapshot file", recognise=is_snapshot_file, protected=inputs
+    )
+
+
+def check_job_path(path: Path, inputs: Sequence[tuple[str, Path | None]]) -> None:
+    """Refuse a job-file path that is an input or a file that is not a job file."""
+    check_output(path, what="job file", recognise=is_job_file, protected=inputs)
+
+
+# --- schema ------------------------------------------------------------------------
+
+
+def load_schema(
+    schema_path: Path | None,
+    pool_id: str | None,
+    aws: AwsOptions,
+    client: CognitoIdentityProviderClient | None = None,
+) -> tuple[PoolSchema, dict[str, Any]]:
+    """The pool schema from a saved file or DescribeUserPool, and its raw JSON."""
+    if schema_path is not None:
+        schema = load_schema_file(schema_path)
+        # load_schema_file has vetted the JSON; the raw form goes in the job file.
+        raw: dict[str, Any] = json.loads(schema_path.read_text(encoding="utf-8"))
+        return schema, raw
+    if pool_id is None:
+        raise OptionsError(
+            "give --schema FILE (saved DescribeUserPool output) or --user-pool-id ID"
+        )
+    from migrate.cognito import describe_user_pool
+
+    raw = describe_user_pool(client or aws.client(), pool_id)
+    return schema_from_describe(raw, source=f"user pool {pool_id}"), raw
+
+
+# --- validate and dry run ----------------------------------------------------------
+
+
+def validate(request: JobRequest) -> DryRunResult:
+    """Check mapping, input and every row against the pool schema; send nothing."""
+    if request.report_path is not None:
+        check_report_path(request.report_path, request.inputs())
+    schema, _ = load_schema(request.schema_path, request.pool_id, request.aws)
+    job = prepare(
+        request.input_path,
+        request.mapping_path,
+        schema,
+        source_options=request.source_options,
+    )
+    return pipeline.dry_run(job, report_path=request.report_path)
+
+
+def dry_run(request: JobRequest, reporter: Reporter) -> DryRunResult:
+    """Everything but the writes, with the report of what a run would do."""
+    report_path = request.report_path or request.default_path("dry-run.report.csv")
+    check_report_path(report_path, request.inputs())
+    schema, _ = load_schema(request.schema_path, request.pool_id, request.aws)
+    job = prepare(
+        request.input_path,
+        request.mapping_path,
+        schema,
+        source_options=request.source_options,
+    )
+    if request.diff:
+        snapshot_path = request.snapshot_path
+        if snapshot_path is None:
+            if request.pool_id is None:
+                raise OptionsError(
+                    "--diff in a dry run needs --snapshot FILE or --user-pool-id "
+                    "(to take a snapshot)"
+                )
+            snapshot_path = request.default_path("snapshot.parquet")
+            check_snapshot_path(snapshot_path, request.inputs())
+            take_snapshot(
+                request.aws.client(), request.pool_id, schema, snapshot_path, reporter
+            )
+        job = job.with_snapshot(snapshot_path)
+    progress = reporter.progress("dry run")
+    try:
+        return pipeline.dry_run(job, report_path=report_path, progress=progress)
+    finally:
+        progress.close()
+
+
+# --- snapshot ----------------------------------------------------------------------
+
+
+def take_snapshot(
+    client: CognitoIdentityProviderClient,
+    pool_id: str,
+    schema: PoolSchema,
+    path: Path,
+    reporter: Reporter,
+    *,
+    rate: float | None = None,
+) -> Path:
+    """Export the pool's users (ListUsers) to ``path``; continues a stopped one."""
+    from migrate.cognito import UserPool
+    from migrate.snapshot import take_snapshot as export
+
+    progress = reporter.progress("snapshot")
+    progress.on_start(None, None)
+    seen = 0
+
+    def on_users(users: int) -> None:
+        nonlocal seen
+        progress.on_rows(users - seen)
+        seen = users
+
+    try:
+        result = export(
+            UserPool(client, pool_id=pool_id, api="admin"),
+            path,
+            attributes=list(schema.attributes),
+            rate=rate or DEFAULT_LIST_RATE,
+            progress=on_users,
+        )
+    finally:
+        progress.close()
+    resumed = " (continued an interrupted snapshot)" if result.resumed else ""
+    reporter.say(f"Snapshot: {result.users:,} users in {result.pages:,} pages{resumed}")
+    if result.restarted:
+        reporter.warn(f"the snapshot started over: {result.restarted}")
+    if result.unknown_attributes:
+        names = ", ".join(sorted(result.unknown_attributes))
+        reporter.warn(f"attributes outside the pool schema were left out: {names}")
+    return path
+
+
+def snapshot(
+    pool_id: str,
+    output_path: Path,
+    aws: AwsOptions,
+    reporter: Reporter,
+    *,
+    schema_path: Path | None = None,
+    rate: float = DEFAULT_LIST_RATE,
+) -> Path:
+    """The `snapshot` command: the pool's users and attributes into a file."""
+    if not rate > 0:
+        raise ConfigError(f"--rate must be above 0 requests/s, not {rate:g}")
+    check_snapshot_path(output_path, [("the schema", schema_path)])
+    client = aws.client()
+    schema, _ = load_schema(schema_path, pool_id, aws, client)
+    return take_snapshot(client, pool_id, schema, output_path, reporter, rate=rate)
+
+
+# --- runs --------------------------------------------------------------------------
+
+
+@dataclass(kw_only=True)
+class PreparedRun:
+    """A run checked and ready to send: confirm with the person, then `execute`."""
+
+    job: Job
+    spec: JobSpec
+    job_path: Path
+    report_path: Path
+    execution: ExecutionConfig
+    client: CognitoIdentityProviderClient
+    reporter: Reporter
+    snapshot_path: Path | None = None
+    #: Replace an existing job file of the same kind instead of continuing it.
+    fresh: bool = False
+    retry_failed: bool = False
+
+    def execute(self) -> JobResult:
+        """Create or continue the job, send, and write its report."""
+        return _execute(self)
+
+
+def _fingerprint(job: Job, pool_id: str, *, diff: bool) -> Fingerprint:
+    return make_fingerprint(
+        input_path=job.source.path,
+        mapping_path=Path(job.mapping.path),
+        pool=pool_id,
+        options={
+            "delimiter": job.source_options.delimiter,
+            "format": job.source.format,
+            "diff": diff,
+        },
+    )
+
+
+def _spec_for(
+    job: Job,
+    *,
+    kind: JobKind,
+    pool_id: str,
+    aws: AwsOptions,
+    raw_schema: dict[str, Any],
+    execution: ExecutionConfig,
+    diff: bool,
+) -> JobSpec:
+    return JobSpec(
+        kind=kind,
+        pool_id=pool_id,
+        region=aws.region,
+        profile=aws.profile,
+        endpoint_url=aws.endpoint_url,
+        input_path=str(job.source.path.resolve()),
+        mapping_path=str(Path(job.mapping.path).resolve()),
+        delimiter=job.source_options.delimiter,
+        format=job.source.format,
+        schema=raw_schema,
+        diff=diff,
+        rate=execution.rate,
+        concurrency=execution.concurrency,
+        max_attempts=execution.max_attempts,
+    )
+
+
+def prepare_run(request: JobRequest, reporter: Reporter) -> PreparedRun:
+    """Check a real run's options, files and pool; nothing is sent or created."""
+    if request.pool_id is None:
+        raise OptionsError(
+            "--user-pool-id is required for a real run (or use --dry-run / --sandbox)"
+        )
+    job_path = request.job_path or request.default_path("job.sqlite")
+    report_path = request.report_path or request.default_path("report.csv")
+    inputs = request.inputs()
+    check_job_path(job_path, inputs)
+    check_report_path(report_path, [*inputs, ("the job file", job_path)])
+    client = request.aws.client(request.execution.concurrency)
+    schema, raw_schema = load_schema(
+        request.schema_path, request.pool_id, request.aws, client
+    )
+    job = prepare(
+        request.input_path,
+        request.mapping_path,
+        schema,
+        source_options=request.source_options,
+    )
+    diff = request.diff or request.snapshot_path is not None
+    if job_path.exists():
+        # A continued job keeps how it was made: its diff, its snapshot.
+        with Ledger.open(job_path) as previous:
+            diff = diff or previous.spec().diff
+    return PreparedRun(
+        job=job,
+        spec=_spec_for(
+            job,
+            kind="real",
+            pool_id=request.pool_id,
+            aws=request.aws,
+            raw_schema=raw_schema,
+            execution=request.execution,
+            diff=diff,
+        ),
+        job_path=job_path,
+        report_path=report_path,
+        execution=request.execution,
+        client=client,
+        reporter=reporter,
+        snapshot_path=request.snapshot_path,
+    )
+
+
+@contextlib.contextmanager
+def sandbox_run(request: JobRequest, reporter: Reporter) -> Iterator[PreparedRun]:
+    """A run against an embedded emulated pool built from ``--schema``.
+
+    The pool lives as long as the ``with`` block. A sandbox job always starts
+    over (its pool is new), so an earlier sandbox job file at the same path is
+    replaced; any other file there is refused.
+    """
+    if request.schema_path is None:
+        raise OptionsError("--sandbox needs --schema FILE to build its pool")
+    if request.pool_id is not None or request.snapshot_path is not None:
+        raise OptionsError(
+            "--sandbox builds its own pool from --schema and the input: drop "
+            "--user-pool-id and --snapshot (use --diff to diff against it)"
+        )
+    from migrate.sandbox import EmulatedPool
+
+    job_path = request.job_path or request.default_path("sandbox.job.sqlite")
+    report_path = request.report_path or request.default_path("report.csv")
+    inputs = request.inputs()
+    check_job_path(job_path, inputs)
+    check_report_path(report_path, [*inputs, ("the job file", job_path)])
+    if job_path.exists() and job_path.stat().st_size:
+        with Ledger.open(job_path) as previous:
+            kind = previous.spec().kind
+        if kind != "sandbox":
+            raise ConfigError(
+                f"job file {str(job_path)!r}: refused, it is a {kind} job's file "
+                "and a sandbox run starts over; choose another --job path"
+            )
+    schema, raw_schema = load_schema(request.schema_path, None, request.aws)
+    job = prepare(
+        request.input_path,
+        request.mapping_path,
+        schema,
+        source_options=request.source_options,
+    )
+    users = pipeline.sandbox_users(job)
+    with EmulatedPool() as sandbox:
+        pool_id = sandbox.seed(raw_schema, users)
+        aws = AwsOptions(
+            region="us-east-1",
+            endpoint_url=sandbox.endpoint_url,
+            credentials=("sandbox", "sandbox"),
+        )
+        reporter.say(
+            f"Sandbox: emulated pool {pool_id} at {sandbox.endpoint_url} with "
+            f"{len(users):,} users, throttled like Cognito"
+        )
+        yield PreparedRun(
+            job=job,
+            spec=_spec_for(
+                job,
+                kind="sandbox",
+                pool_id=pool_id,
+                aws=aws,
+                raw_schema=raw_schema,
+                execution=request.execution,
+                diff=request.diff,
+            ),
+            job_path=job_path,
+            report_path=report_path,
+            execution=request.execution,
+            client=aws.client(request.execution.concurrency),
+            reporter=reporter,
+            fresh=True,
+        )
+
+
+def _remove_job_files(job_path: Path) -> None:
+    """An earlier sandbox job's files, before a sandbox run starts over."""
+    from migrate.snapshot import parts_directory
+
+    for suffix in ("", "-wal", "-shm", ".snapshot.parquet"):
+        Path(f"{job_path}{suffix}").unlink(missing_ok=True)
+    shutil.rmtree(parts_directory(f"{job_path}.snapshot.parquet"), ignore_errors=True)
+
+
+def _next_step(spec: JobSpec, job_path: Path, stats: ExecutionStats) -> str | None:
+    """A command that works after this stop, or None when there is nothing to do."""
+    if not stats.stopped:
+        return None
+    if spec.kind == "sandbox":
+        return (
+            "run the same `cognito-migrate run ... --sandbox` command again (a "
+            "sandbox job starts over with a new emulated pool)"
+        )
+    if spec.kind == "rollback":
+        return f"cognito-migrate rollback {spec.rollback_of} --yes"
+    retry = " --retry-failed" if "--retry-failed" in str(stats.stopped_by or "") else ""
+    return f"cognito-migrate resume {job_path}{retry}"
+
+
+def _execute(run: PreparedRun) -> JobResult:
+    """Create or continue the durable job, send, write the report."""
+    from migrate.cognito import UserPool
+
+    job, spec = run.job, run.spec
+    if run.fresh:
+        _remove_job_files(run.job_path)
+    fingerprint = _fingerprint(job, spec.pool_id, diff=spec.diff)
+    if run.job_path.exists():
+        ledger = Ledger.open(run.job_path)
+        try:
+            ledger.check_fingerprint(fingerprint)
+            stored = ledger.spec()
+            if stored.snapshot:
+                job = job.with_snapshot(stored.snapshot)
+        except MigrateError:
+            ledger.close()
+            raise
+        run.reporter.say(f"Job: {run.job_path} (continuing)")
+    else:
+        if spec.diff:
+            snapshot_path = run.snapshot_path
+            if snapshot_path is None:
+                snapshot_path = run.job_path.with_name(
+                    run.job_path.name + ".snapshot.parquet"
+                )
+                check_snapshot_path(snapshot_path, [("the job file", run.job_path)])
+                take_snapshot(
+                    run.client, spec.pool_id, job.schema, snapshot_path, run.reporter
+                )
+            job = job.with_snapshot(snapshot_path)
+            spec = replace(spec, snapshot=str(Path(snapshot_path).resolve()))
+        spec = replace(spec, total_rows=job.source.count_rows())
+        ledger = Ledger.create(run.job_path, fingerprint, spec)
+        run.reporter.say(f"Job: {run.job_path}")
+    with ledger:
+        ledger.lock()
+        ledger.start_run(command_line())
+        pool = UserPool(
+            run.client,
+            pool_id=spec.pool_id,
+            api=job.mapping.api,
+            client_metadata=job.mapping.client_metadata,
+        )
+        stats = _drive(
+            ledger,
+            run.reporter.progress("run"),
+            lambda progress: pipeline.execute(
+                job,
+                ledger=ledger,
+                pool=pool,
+                config=run.execution,
+                retry_failed=run.retry_failed,
+                progress=progress,
+            ),
+        )
+        summary = pipeline.write_report(job, ledger, run.report_path)
+    return JobResult(
+        stats=stats,
+        summary=summary,
+        report_path=run.report_path,
+        next_step=_next_step(spec, run.job_path, stats),
+    )
+
+
+def _drive(
+    ledger: Ledger,
+    progress: Progress,
+    work: Callable[[Progress], ExecutionStats],
+) -> ExecutionStats:
+    """Run ``work`` with ``progress``; record in the ledger how the run ended."""
+    stats: ExecutionStats | None = None
+    try:
+        stats = work(progress)
+    except KeyboardInterrupt:
+        stats = ExecutionStats(interrupted=True)
+    finally:
+        progress.close()
+        ledger.end_run(
+            "interrupted"
+            if stats is None or stats.interrupted
+            else ("aborted" if stats.stopped_by else "finished")
+        )
+    return stats
+
+
+# --- resume ------------------------------------------------------------------------
+
+
+def _job_from_spec(spec: JobSpec, source: Path, *, verify: bool = False) -> Job:
+    """Rebuild a job from what its job file recorded."""
+    if spec.input_path is None or spec.mapping_path is None or spec.schema is None:
+        raise CheckpointError(
+            f"{source}: the job description in it names no input, mapping or schema"
+        )
+    schema = schema_from_describe(spec.schema, source=str(source))
+    return prepare(
+        spec.input_path,
+        spec.mapping_path,
+        schema,
+        source_options=SourceOptions(
+            delimiter=spec.delimiter,
+            format=spec.format,  # type: ignore[arg-type]
+            verify=verify,
+        ),
+    )
+
+
+def prepare_resume(
+    job_path: Path,
+    reporter: Reporter,
+    *,
+    aws: AwsOptions = AwsOptions(),
+    report_path: Path | None = None,
+    execution: ExecutionConfig | None = None,
+    retry_failed: bool = False,
+) -> PreparedRun:
+    """Continue an interrupted or aborted job from its job file."""
+    with Ledger.open(job_path) as ledger:
+        spec = ledger.spec()
+    if spec.kind == "rollback":
+        raise ConfigError(
+            "this is a rollback job: continue it with `cognito-migrate rollback "
+            f"{spec.rollback_of} --yes`"
+        )
+    if spec.kind == "sandbox":
+        raise ConfigError(
+            "this is a sandbox job: its emulated pool is gone; run "
+            "`cognito-migrate run ... --sandbox` again instead"
+        )
+    job = _job_from_spec(spec, job_path, verify=True)
+    execution = execution or ExecutionConfig()
+    report_path = report_path or Path(f"{job_path}.report.csv")
+    inputs: list[tuple[str, Path | None]] = [
+        ("the job file", job_path),
+        ("the input file", job.source.path),
+        ("the mapping", Path(job.mapping.path)),
+        ("the snapshot", Path(spec.snapshot) if spec.snapshot else None),
+    ]
+    check_report_path(report_path, inputs)
+    recorded = AwsOptions(
+        profile=spec.profile, region=spec.region, endpoint_url=spec.endpoint_url
+    )
+    return PreparedRun(
+        job=job,
+        spec=spec,
+        job_path=job_path,
+        report_path=report_path,
+        execution=execution,
+        client=recorded.overridden(aws).client(execution.concurrency),
+        reporter=reporter,
+        retry_failed=retry_failed,
+    )
+
+
+# --- status and report -------------------------------------------------------------
+
+
+def status(job_path: Path) -> str:
+    """The status of a job, read from its job file (safe while it runs)."""
+    with Ledger.open(job_path) as ledger:
+        ledger.spec()
+        return pipeline.describe_status(ledger)
+
+
+def write_report(
+    job_path: Path, output_path: Path, *, only: Collection[str] | None = None
+) -> Summary:
+    """The per-user report of a job, at any time."""
+    with Ledger.open(job_path) as ledger:
+        spec = ledger.spec()
+        inputs: list[tuple[str, Path | None]] = [
+            ("the job file", job_path),
+            ("the input file", Path(spec.input_path) if spec.input_path else None),
+            ("the mapping", Path(spec.mapping_path) if spec.mapping_path else None),
+            ("the snapshot", Path(spec.snapshot) if spec.snapshot else None),
+        ]
+        check_report_path(output_path, inputs)
+        if spec.kind == "rollback":
+            return pipeline.write_ledger_report(ledger, output_path, only=only)
+        job = _job_from_spec(spec, job_path)
+        return pipeline.write_report(job, ledger, output_path, only=only)
+
+
+# --- rollback ----------------------------------------------------------------------
+
+
+@dataclass(kw_only=True)
+class PreparedRollback:
+    """A rollback checked and ready: ``items`` to send; confirm, then `execute`."""
+
+    job_path: Path
+    rollback_path: Path
+    report_path: Path
+    spec: JobSpec
+    #: What the rollback's own job file is made for: this job's undo.
+    fingerprint: Fingerprint
+    items: list[WorkItem]
+    aws: AwsOptions
+    execution: ExecutionConfig
+    reporter: Reporter
+
+    def execute(self) -> JobResult:
+        """The rollback as a durable job: its own job file, lock and report."""
+        return _execute_rollback(self)
+
+
+def rollback_paths(job_path: Path, *, dry_run: bool) -> tuple[Path, Path]:
+    """Default (job file, report) of a rollback of ``job_path``."""
+    report = Path(f"{job_path}.rollback.{'dry-run.' if dry_run else ''}report.csv")
+    return Path(f"{job_path}.rollback.sqlite"), report
+
+
+def prepare_rollback(
+    job_path: Path,
+    reporter: Reporter,
+    *,
+    rollback_path: Path | None = None,
+    report_path: Path | None = None,
+    aws: AwsOptions = AwsOptions(),
+    execution: ExecutionConfig | None = None,
+    dry_run: bool = False,
+) -> PreparedRollback:
+    """Read the job's before-values into the inverse work items; nothing is sent."""
+    default_job, default_report = rollback_paths(job_path, dry_run=dry_run)
+    rollback_path = rollback_path or default_job
+    report_path = report_path or default_report
+    with Ledger.open(job_path) as original:
+        spec = original.spec()
+        inputs: list[tuple[str, Path | None]] = [
+            ("the job file", job_path),
+            ("the input file", Path(spec.input_path) if spec.input_path else None),
+            ("the mapping", Path(spec.mapping_path) if spec.mapping_path else None),
+            ("the snapshot", Path(spec.snapshot) if spec.snapshot else None),
+        ]
+        if not dry_run:
+            check_job_path(rollback_path, inputs)
+        check_report_path(
+            report_path, [*inputs, ("the rollback's job file", rollback_path)]
+        )
+        if spec.kind == "sandbox" and not dry_run:
+            raise ConfigError(
+                "this is a sandbox job: its emulated pool is gone, there is "
+                "nothing to roll back"
+            )
+        items = list(pipeline.rollback_items(original))
+        stored = original.info()
+    fingerprint = Fingerprint(
+        input_sha256=stored.get("input_sha256", ""),
+        mapping_sha256=stored.get("mapping_sha256", ""),
+        pool=spec.pool_id,
+        options=json.dumps({"rollback_of": str(job_path.resolve())}),
+    )
+    recorded = AwsOptions(
+        profile=spec.profile, region=spec.region, endpoint_url=spec.endpoint_url
+    )
+    return PreparedRollback(
+        job_path=job_path,
+        rollback_path=rollback_path,
+        report_path=report_path,
+        spec=spec,
+        fingerprint=fingerprint,
+        items=items,
+        aws=recorded.overridden(aws),
+        execution=execution or ExecutionConfig(),
+        reporter=reporter,
+    )
+
+
+def preview_rollback(rollback: PreparedRollback) -> Summary:
+    """What a rollback would restore: report and summary, nothing sent."""
+    return pipeline.preview_items(rollback.items, rollback.report_path)
+
+
+def _execute_rollback(rollback: PreparedRollback) -> JobResult:
+    from migrate.cognito import UserPool
+
+    spec = rollback.spec
+    fingerprint = rollback.fingerprint
+    rollback_spec = JobSpec(
+        kind="rollback",
+        pool_id=spec.pool_id,
+        region=spec.region,
+        profile=spec.profile,
+        endpoint_url=spec.endpoint_url,
+        rollback_of=str(rollback.job_path.resolve()),
+    )
+    if rollback.rollback_path.exists():
+        ledger = Ledger.open(rollback.rollback_path)
+        try:
+            ledger.check_fingerprint(fingerprint)
+        except MigrateError:
+            ledger.close()
+            raise
+    else:
+        ledger = Ledger.create(rollback.rollback_path, fingerprint, rollback_spec)
+    rollback.reporter.say(f"Rollback job: {rollback.rollback_path}")
+    client = rollback.aws.client(rollback.execution.concurrency)
+    pool: UserPoolClient = UserPool(client, pool_id=spec.pool_id, api="admin")
+    with ledger:
+        ledger.lock()
+        ledger.start_run("rollback")
+        stats = _drive(
+            ledger,
+            rollback.reporter.progress("rollback"),
+            lambda progress: pipeline.execute_items(
+                rollback.items,
+                ledger=ledger,
+                pool=pool,
+                config=rollback.execution,
+                progress=progress,
+            ),
+        )
+        summary = pipeline.write_ledger_report(
+            ledger, rollback.report_path, rows=rollback.items
+        )
+    rollback_spec = replace(rollback_spec, rollback_of=str(rollback.job_path))
+    return JobResult(
+        stats=stats,
+        summary=summary,
+        report_path=rollback.report_path,
+        next_step=_next_step(rollback_spec, rollback.rollback_path, stats),
+    )
+
+
+def command_line() -> str:
+    """The command that started this process, as recorded in a job's runs."""
+    return " ".join(sys.argv[1:]) or "run"
