@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -28,6 +26,7 @@ from migrate.cognito import (
 )
 from migrate.errors import ConfigError, FatalError
 from migrate.records import CallError, CallResult, ErrorKind, WorkItem
+from tests.support.fake_cognito import FakeCognito
 
 if TYPE_CHECKING:
     from mypy_boto3_cognito_idp import CognitoIdentityProviderClient
@@ -612,66 +611,17 @@ def test_pool_arguments_are_checked(
 
 
 # --- loopback HTTP: botocore's real send and retry path -------------------------------
-@dataclass
-class FakeCognito:
-    """A 127.0.0.1 HTTP server answering every call with one canned reply."""
-
-    status: int = 400
-    body: dict[str, str] = field(default_factory=dict)
-    #: Sent as is instead of ``body`` (a proxy's or a portal's answer).
-    raw: bytes | None = None
-    #: Send an x-amzn-RequestId header, as every AWS answer has.
-    request_id: bool = True
-    hang_up: bool = False
-    requests: list[dict[str, Any]] = field(default_factory=list)
-    url: str = ""
-
-
 @pytest.fixture(scope="module")
 def fake_server() -> Iterator[FakeCognito]:
-    fake = FakeCognito()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length", "0"))
-            fake.requests.append(
-                {
-                    "target": self.headers.get("X-Amz-Target"),
-                    "body": json.loads(self.rfile.read(length) or b"{}"),
-                }
-            )
-            if fake.hang_up:
-                self.close_connection = True
-                return
-            payload = fake.raw if fake.raw is not None else json.dumps(fake.body)
-            payload = payload.encode() if isinstance(payload, str) else payload
-            self.send_response(fake.status)
-            self.send_header("Content-Type", "application/x-amz-json-1.1")
-            if fake.request_id:
-                self.send_header("x-amzn-RequestId", "0e5e7a4c-loopback")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
-    yield fake
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    """A 127.0.0.1 HTTP server answering every call with one canned reply."""
+    with FakeCognito() as fake:
+        yield fake
 
 
 @pytest.fixture
 def fake_cognito(fake_server: FakeCognito) -> FakeCognito:
     """The loopback server, reset to answer 400 with an empty body."""
-    fake_server.status, fake_server.body, fake_server.hang_up = 400, {}, False
-    fake_server.raw, fake_server.request_id = None, True
-    fake_server.requests.clear()
+    fake_server.reset(status=400, body={})
     return fake_server
 
 

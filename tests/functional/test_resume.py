@@ -21,7 +21,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +48,7 @@ from migrate.schema import load_schema_file
 from migrate.source import SourceOptions
 from tests.conftest import MAPPINGS, SAMPLES, BeforeBatchWrites
 from tests.functional.served import served_sandbox, stop, subprocess_env
+from tests.support.fake_cognito import FakeCognito
 
 SCHEMA_FILE = SAMPLES / "pool-schema.json"
 SCHEMA = json.loads(SCHEMA_FILE.read_text())
@@ -456,51 +456,20 @@ def pool() -> Iterator[EmulatedPool]:
         yield emulated
 
 
-class _DeniedEndpoint(BaseHTTPRequestHandler):
-    """DescribeUserPool answers with the samples' schema; every write is denied."""
-
-    writes = 0
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers["Content-Length"]))
-        target = self.headers["X-Amz-Target"].rsplit(".", 1)[-1]
-        if target == "DescribeUserPool":
-            status, body = 200, json.dumps(SCHEMA).encode()
-        else:
-            type(self).writes += 1
-            status = 400
-            body = json.dumps(
-                {"__type": "AccessDeniedException", "message": "denied"}
-            ).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/x-amz-json-1.1")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 def test_a_fatal_stop_resumes_against_a_working_endpoint(
     pool: EmulatedPool, tmp_path: Path
 ) -> None:
     n = 60
     data = users_csv(tmp_path / "in.csv", n)
-    handler = type("Denied", (_DeniedEndpoint,), {"writes": 0})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        endpoint = f"http://127.0.0.1:{server.server_port}"
-        result = invoke("run", data, *run_args(endpoint, tmp_path))
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
+    # DescribeUserPool answers with the samples' schema; every write is denied.
+    with FakeCognito(
+        body={"__type": "AccessDeniedException", "message": "denied"},
+        replies={"DescribeUserPool": (200, SCHEMA)},
+    ) as denied:
+        result = invoke("run", data, *run_args(denied.url, tmp_path))
     assert result.exit_code == 3, result.output
     assert f"cognito-migrate resume {tmp_path / 'job.sqlite'}" in result.output
-    assert 1 <= handler.writes <= 4 * 2 + 1  # type: ignore[attr-defined]
+    assert 1 <= len(denied.requests_except("DescribeUserPool")) <= 4 * 2 + 1
     assert statuses(tmp_path / "report.csv") == {"not_attempted": n}
 
     seeded = pool.seed(SCHEMA, [{"username": f"user{i:04d}"} for i in range(1, n + 1)])

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +14,7 @@ from click.testing import CliRunner
 from migrate.cli import cli
 from migrate.sandbox import EmulatedPool, Faults
 from tests.conftest import MAPPINGS, SAMPLES
+from tests.support.fake_cognito import FakeCognito
 
 SCHEMA = json.loads((SAMPLES / "pool-schema.json").read_text())
 
@@ -190,33 +189,6 @@ def test_injected_faults_lose_nothing(tmp_path: Path) -> None:
     assert set(report["status"]) == {"updated"}
 
 
-class _FailingEndpoint(BaseHTTPRequestHandler):
-    """DescribeUserPool gets the samples' schema; every write gets one error."""
-
-    code = "AccessDeniedException"
-    status = 400
-    writes = 0
-
-    def do_POST(self) -> None:
-        length = int(self.headers["Content-Length"])
-        self.rfile.read(length)
-        target = self.headers["X-Amz-Target"].rsplit(".", 1)[-1]
-        if target == "DescribeUserPool":
-            body, status = json.dumps(SCHEMA).encode(), 200
-        else:
-            type(self).writes += 1
-            body = json.dumps({"__type": self.code, "message": "denied"}).encode()
-            status = self.status
-        self.send_response(status)
-        self.send_header("Content-Type", "application/x-amz-json-1.1")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @pytest.mark.parametrize(
     ("code", "expected"),
     [
@@ -232,11 +204,11 @@ class _FailingEndpoint(BaseHTTPRequestHandler):
 def test_job_wide_errors_stop_the_job_with_exit_3(
     tmp_path: Path, code: str, expected: str
 ) -> None:
-    handler = type("Handler", (_FailingEndpoint,), {"code": code, "writes": 0})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    # DescribeUserPool gets the samples' schema; every other call gets the error.
+    with FakeCognito(
+        body={"__type": code, "message": "denied"},
+        replies={"DescribeUserPool": (200, SCHEMA)},
+    ) as fake:
         data = users_csv(tmp_path / "in.csv", 300)
         result = CliRunner().invoke(
             cli,
@@ -248,7 +220,7 @@ def test_job_wide_errors_stop_the_job_with_exit_3(
                 "--user-pool-id",
                 "us-east-1_SAMPLE0001",
                 "--endpoint-url",
-                f"http://127.0.0.1:{server.server_port}",
+                fake.url,
                 "--region",
                 "us-east-1",
                 "--job",
@@ -263,13 +235,10 @@ def test_job_wide_errors_stop_the_job_with_exit_3(
                 "--quiet",
             ],
         )
-    finally:
-        server.shutdown()
-        server.server_close()
     assert result.exit_code == 3, result.output
     assert expected in result.output
     assert "cognito-migrate resume" in result.output
-    assert handler.writes <= 4 * 2 + 1  # type: ignore[attr-defined]
+    assert len(fake.requests_except("DescribeUserPool")) <= 4 * 2 + 1
     report = read_report(tmp_path)
     assert report.height == 300
     counts = dict(report.group_by("status").len().iter_rows())
