@@ -453,6 +453,28 @@ class Ledger:
         with self._writing():
             self._db.executemany(_UPSERT, rows)
 
+    def commit_due(self) -> None:
+        """Hand pending outcomes to the writer once they are COMMIT_INTERVAL old.
+
+        Called while the run waits: without it, at low rates an outcome would
+        wait for the next one to be committed.
+        """
+        if self._pending and time.monotonic() - self._last_commit >= COMMIT_INTERVAL:
+            self._hand_over()
+
+    def prior_attempts(self, *, retry_failed: bool = False) -> dict[int, int]:
+        """Attempts already made for the rows a resume sends again, by row."""
+        final = set(FINAL_STATUSES)
+        if retry_failed:
+            final.discard(Status.FAILED)
+        marks = ",".join("?" * len(final))
+        cursor = self._settled().execute(
+            f"SELECT row, attempts FROM outcomes WHERE attempts > 0 "
+            f"AND status NOT IN ({marks})",
+            sorted(final),
+        )
+        return dict(cursor.fetchall())
+
     def flush(self) -> None:
         """Return once every recorded outcome is committed.
 

@@ -141,9 +141,16 @@ class Executor:
     # --- coordinator (calling thread) -------------------------------------
 
     def run(
-        self, items: Iterable[WorkItem], on_outcome: Callable[[Outcome], None]
+        self,
+        items: Iterable[WorkItem],
+        on_outcome: Callable[[Outcome], None],
+        on_idle: Callable[[], None] = lambda: None,
     ) -> ExecutionStats:
         """Send every item; call ``on_outcome`` in this thread for each result.
+
+        ``on_idle`` is called in this thread every tick (0.1 s) it waits for a
+        result: at low rates the ledger commits its last outcomes from there
+        instead of at the next one.
 
         Returns when all items are done or the run stopped (see ``stats``).
         A KeyboardInterrupt (here or raised by a call) stops the run cleanly:
@@ -172,12 +179,12 @@ class Executor:
                 if self._stop.is_set():
                     break
                 while submitted - delivered >= limit:
-                    self._deliver(self._next(results), on_outcome)
+                    self._deliver(self._next(results, on_idle), on_outcome)
                     delivered += 1
                 executor.submit(task, item)
                 submitted += 1
             while delivered < submitted:
-                self._deliver(self._next(results), on_outcome)
+                self._deliver(self._next(results, on_idle), on_outcome)
                 delivered += 1
         except BaseException as exc:
             failure = exc
@@ -207,12 +214,16 @@ class Executor:
         self._stop.set()
 
     @staticmethod
-    def _next(results: queue.SimpleQueue[Outcome | BaseException]) -> Outcome:
+    def _next(
+        results: queue.SimpleQueue[Outcome | BaseException],
+        on_idle: Callable[[], None],
+    ) -> Outcome:
         """The next result; a worker's exception is raised here, in the coordinator."""
         while True:
             try:
                 result = results.get(timeout=_TICK)
             except queue.Empty:
+                on_idle()
                 continue
             if isinstance(result, BaseException):
                 raise result
@@ -266,28 +277,52 @@ class Executor:
             calls.append(self._pool.delete)
         attempts = 0
         delivery: str | None = None
+        done: tuple[str, ...] = ()
         for call in calls:
-            result, made = self._call(call, item)
+            result, made, stopped = self._call(call, item)
             attempts += made
-            if result is None:
-                return replace(base, attempts=attempts)
-            error = result.error
-            if error is not None:
-                if error.kind == "fatal":
+            if stopped and not attempts:
+                return base
+            error = result.error if result is not None else None
+            if stopped or (error is not None and error.kind == "fatal"):
+                if error is not None and error.kind == "fatal":
                     self.stop(FatalError(error.message, aws_error_code=error.code))
-                    status = Status.NOT_ATTEMPTED
-                elif error.kind == "retryable":
-                    status = Status.FAILED_RETRYABLE
-                else:
-                    status = Status.FAILED
+                # Tried, and stopped before it succeeded: resume takes the row
+                # again, and its attempts so far are counted, not lost.
                 return replace(
                     base,
-                    status=status,
+                    status=Status.FAILED_RETRYABLE,
                     attempts=attempts,
+                    changed=done,
+                    sent={k: item.set_attributes[k] for k in done} or None,
+                    before=item.before if done else None,
+                    error_code=error.code if error is not None else "Stopped",
+                    error_message=(
+                        error.message
+                        if error is not None
+                        else "the job stopped before this row's calls were done"
+                    ),
+                    finished_at=self._now(),
+                )
+            if error is not None:
+                return replace(
+                    base,
+                    status=(
+                        Status.FAILED_RETRYABLE
+                        if error.kind == "retryable"
+                        else Status.FAILED
+                    ),
+                    attempts=attempts,
+                    changed=done,
+                    sent={k: item.set_attributes[k] for k in done} or None,
+                    before=item.before if done else None,
                     error_code=error.code,
                     error_message=error.message,
                     finished_at=self._now(),
                 )
+            assert result is not None
+            if call == self._pool.update:
+                done = changed
             delivery = result.delivery or delivery
         return replace(
             base,
@@ -303,12 +338,13 @@ class Executor:
 
     def _call(
         self, call: Callable[[WorkItem], CallResult], item: WorkItem
-    ) -> tuple[CallResult | None, int]:
-        """One call with retries; None when the run stopped before it succeeded."""
+    ) -> tuple[CallResult | None, int, bool]:
+        """One call with retries: (last result, attempts, whether the run stopped)."""
         attempt = 0
+        result: CallResult | None = None
         while True:
             if not self._bucket.acquire(cancelled=self._stop.is_set):
-                return None, attempt
+                return result, attempt, True
             attempt += 1
             result = call(item)
             error = result.error
@@ -318,17 +354,17 @@ class Executor:
                     self.stats.throttled += 1
             if error is None:
                 self.adaptive.on_success()
-                return result, attempt
+                return result, attempt, False
             if error.kind != "retryable":
-                return result, attempt
+                return result, attempt, False
             if error.throttled:
                 self.adaptive.on_throttle()
             if not self._policy.should_retry(attempt):
-                return result, attempt
+                return result, attempt, False
             with self._lock:
                 self.stats.retries += 1
             if not self._pause(self._policy.backoff(attempt, random=self._random)):
-                return None, attempt
+                return result, attempt, True
 
     def _pause(self, seconds: float) -> bool:
         """Sleep, waking early when the run stops; False if it stopped."""

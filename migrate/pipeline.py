@@ -415,15 +415,28 @@ def execute(
                 progress.on_rows(decided.height)
             yield from planner.work_items(planned)
 
-    def on_outcome(outcome: Outcome) -> None:
-        ledger.record(outcome)
-        progress.on_rows(1)
-
+    on_outcome = _recorder(ledger, progress, retry_failed=retry_failed)
     try:
-        stats = executor.run(items(), on_outcome)
+        stats = executor.run(items(), on_outcome, on_idle=ledger.commit_due)
     finally:
         ledger.flush()
     return stats
+
+
+def _recorder(
+    ledger: Ledger, progress: Progress, *, retry_failed: bool
+) -> Callable[[Outcome], None]:
+    """Records each outcome, its row's attempts of earlier runs included."""
+    prior = ledger.prior_attempts(retry_failed=retry_failed)
+
+    def on_outcome(outcome: Outcome) -> None:
+        earlier = prior.get(outcome.row)
+        if earlier:
+            outcome = replace(outcome, attempts=outcome.attempts + earlier)
+        ledger.record(outcome)
+        progress.on_rows(1)
+
+    return on_outcome
 
 
 @runtime_checkable
@@ -655,13 +668,12 @@ def execute_items(
     if isinstance(progress, _StartAware):
         progress.on_start(executor.stats, None)
 
-    def on_outcome(outcome: Outcome) -> None:
-        ledger.record(outcome)
-        progress.on_rows(1)
-
+    on_outcome = _recorder(ledger, progress, retry_failed=retry_failed)
     try:
         return executor.run(
-            (item for item in items if item.row not in done), on_outcome
+            (item for item in items if item.row not in done),
+            on_outcome,
+            on_idle=ledger.commit_due,
         )
     finally:
         ledger.flush()

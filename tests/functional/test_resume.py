@@ -469,8 +469,13 @@ def test_a_fatal_stop_resumes_against_a_working_endpoint(
         result = invoke("run", data, *run_args(denied.url, tmp_path))
     assert result.exit_code == 3, result.output
     assert f"cognito-migrate resume {tmp_path / 'job.sqlite'}" in result.output
-    assert 1 <= len(denied.requests_except("DescribeUserPool")) <= 4 * 2 + 1
-    assert statuses(tmp_path / "report.csv") == {"not_attempted": n}
+    tried = len(denied.requests_except("DescribeUserPool"))
+    assert 1 <= tried <= 4 * 2 + 1
+    # The rows that met the denial were tried; the rest never left.
+    assert statuses(tmp_path / "report.csv") == {
+        "failed_retryable": tried,
+        "not_attempted": n - tried,
+    }
 
     seeded = pool.seed(SCHEMA, [{"username": f"user{i:04d}"} for i in range(1, n + 1)])
     assert seeded == POOL_ID
@@ -487,6 +492,10 @@ def test_a_fatal_stop_resumes_against_a_working_endpoint(
     )
     assert result.exit_code == 0, result.output
     assert statuses(tmp_path / "resumed.csv") == {"updated": n}
+    # Every call either server saw is counted once in the report: the attempts
+    # of the stopped run are carried into the resumed rows.
+    resumed = pl.read_csv(tmp_path / "resumed.csv")
+    assert resumed.get_column("attempts").sum() == n + tried
     for i in (1, 30, n):
         attributes = pool.user_attributes(POOL_ID, f"user{i:04d}")
         assert attributes["custom:tenant_id"] == f"tenant-{i % 7}"

@@ -243,7 +243,13 @@ def test_job_wide_errors_stop_the_job_with_exit_3(
     assert report.height == 300
     counts = dict(report.group_by("status").len().iter_rows())
     assert counts.get("not_attempted", 0) >= 300 - 9
-    assert set(counts) == {"not_attempted"}
+    # Rows that met the job-wide error were tried: failed_retryable with its
+    # code and their attempts; every other row was never sent.
+    assert set(counts) <= {"not_attempted", "failed_retryable"}
+    sent = len(fake.requests_except("DescribeUserPool"))
+    tried = report.filter(pl.col("status") == "failed_retryable")
+    assert set(tried.get_column("error_code")) <= {code}
+    assert report.get_column("attempts").cast(pl.Int64).sum() == sent
 
 
 def test_a_failures_report_is_valid_input_for_a_new_run(

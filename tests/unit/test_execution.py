@@ -161,8 +161,14 @@ def test_a_fatal_error_stops_the_job_and_leaves_rows_not_attempted() -> None:
     executor, outcomes = execute(pool, 500, concurrency=2)
     assert executor.stats.stopped_by is not None
     assert executor.stats.stopped_by.aws_error_code == "AccessDeniedException"
-    assert outcomes[20].status is Status.NOT_ATTEMPTED
+    # The row that met the job-wide error was tried: a resume takes it again,
+    # and its attempt is counted, not hidden behind not_attempted.
+    assert outcomes[20].status is Status.FAILED_RETRYABLE
     assert outcomes[20].error_code == "AccessDeniedException"
+    assert outcomes[20].attempts == 1
+    assert all(
+        o.attempts == 0 for o in outcomes.values() if o.status is Status.NOT_ATTEMPTED
+    )
     # Dispatch stopped promptly: at most the bounded queue went on after user20.
     assert len(outcomes) < 20 + 2 * 2 + 2
     sent = sum(pool.calls.values())
