@@ -1,13 +1,25 @@
-"""The embedded, emulated Cognito user pool behind ``run --sandbox`` and the tests.
+"""The emulated Cognito user pool behind ``run --sandbox`` and ``serve``.
 
 `EmulatedPool` serves the Cognito user pools JSON protocol (``POST /``,
 ``X-Amz-Target: AWSCognitoIdentityProviderService.<Operation>``,
 ``application/x-amz-json-1.1``) on ``127.0.0.1`` over moto's cognito-idp backend,
-so a real boto3 client pointed at ``endpoint_url`` works against it with fake
-credentials. Nothing leaves the machine: the backend is a private moto
-``CognitoIdpBackend`` (not moto's global one, so ``mock_aws`` resets elsewhere in
-the process never touch it), requests are not signature-checked, and no
-credentials or environment variables are read or changed.
+so a real boto3 client pointed at ``endpoint_url`` works against it. Nothing
+leaves the machine: the server binds the loopback interface only, requests are
+never forwarded, and no credentials or environment variables are read or
+changed. Signatures are not checked, so any credentials do; botocore still
+needs some to sign with (``AWS_ACCESS_KEY_ID=sandbox
+AWS_SECRET_ACCESS_KEY=sandbox`` is enough), or a client with
+``signature_version=UNSIGNED`` sends none.
+
+Two ways in:
+
+- ``run --sandbox`` builds an `EmulatedPool`, ``seed``s it from the schema file
+  and the run's input, and points the run's client at ``endpoint_url``.
+- ``python -m migrate.sandbox serve --schema FILE [--users FILE] [--port N]
+  [--port-file FILE] [--region R]`` serves one seeded pool until Ctrl-C or
+  SIGTERM, and prints the endpoint, the user pool id and an example command
+  on stdout. Unreadable files and a busy port are a one-line ``error:`` on
+  stderr and exit status 2.
 
 How requests are served:
 
@@ -16,24 +28,22 @@ How requests are served:
   implemented here on moto's user objects, because moto's versions differ from
   Cognito where this tool cares (below). AdminGetUser is resolved here (aliases,
   sub) and then answered by moto.
-- Every other operation (DescribeUserPool, ListUsers, CreateUserPoolClient,
-  AdminInitiateAuth, ...) goes to moto's own ``CognitoIdpResponse``, bound to the
-  private backend, and is serialised by moto from botocore's service model.
+- Every other operation of botocore's cognito-idp model (DescribeUserPool,
+  ListUsers, GetUser, CreateUserPoolClient, AdminInitiateAuth, ...) is answered
+  by moto, serialised by moto from that model. An operation outside the model
+  gets UnknownOperationException from here: moto's own answer to one has
+  changed between releases.
+- Cognito's request-rate quotas are token buckets (`Quotas`: refill ``quota``
+  per second, burst one second's worth, so at most ``2 * quota`` successes fit
+  in any one-second window) for the UserUpdate, UserList, UserRead and
+  UserPoolRead categories; a request over its quota is answered HTTP 400
+  TooManyRequestsException "Rate exceeded" and takes no token.
 - Errors come back as Cognito sends them: HTTP 400 (500 for
   InternalErrorException) with ``{"__type": "<Code>", "message": "..."}``.
 - One process-wide lock serialises every call into moto, which is not
-  thread-safe; latency is slept outside it, so slow requests overlap.
+  thread-safe.
 
-Faults (`Faults`) are injected before moto sees a request: latency on every
-request; Cognito's request-rate quotas as token buckets (refill ``quota`` per
-second, burst = one second's worth, so at most ``2 * quota`` successes fit in any
-one-second window) for the UserUpdate, UserList, UserRead and UserPoolRead
-categories, answering HTTP 400 TooManyRequestsException "Rate exceeded"; and, for
-the four write operations only, HTTP 500 InternalErrorException before the write
-and connections closed without a response, half before the write is applied and
-half after it (the ambiguous case a real network has).
-
-Where the emulation differs from Cognito (moto 5.2.1 plus this module):
+Where the emulation differs from Cognito (moto 5.2 plus this module):
 
 - Emulated here, because moto does not: a blank value deletes the attribute (moto
   would store ``""``); writes are checked against the pool schema (unknown
@@ -60,15 +70,51 @@ Where the emulation differs from Cognito (moto 5.2.1 plus this module):
   copied), sending messages, app-client attribute write permissions, token expiry
   (tokens stay valid until ``GlobalSignOut``), IAM authorisation and request
   signatures, ListUsers' eventual consistency and ``\\"`` escapes in its Filter.
-  ForgotPassword, ConfirmForgotPassword and ChangePassword reach moto's global
-  backend and do not see sandbox pools.
 - Users seeded with `EmulatedPool.add_users` are CONFIRMED, bypassing
   AdminCreateUser's invitation flow. ``writes`` counts per real username (a UUID
   in UsernameAttributes pools), whatever key the request named the user by.
 
-Process-wide side effect: the first `EmulatedPool` makes moto's cognito-idp models
-import their bundled RSA signing key once instead of once per pool (0.15-0.3 s
-each); the key, and so every token, is the same as before.
+For tests, `EmulatedPool.handle` (every HTTP request) and `EmulatedPool.perform`
+(a request within its quota) are the hooks a subclass wraps; the fault injection
+(latency, injected errors, dropped connections) and the ``/__stats`` endpoint
+the tests use live in ``tests/support``, not here.
+
+moto. Each pool lives in moto's own cognito-idp backends (``BackendDict``, the
+state ``mock_aws`` serves from) under an account id of its own, which each
+request names in moto's ``x-moto-account-id`` header; so pools of two
+`EmulatedPool` objects never meet, and token look-ups across backends find the
+right pool. Corollary: ``mock_aws`` resets every moto backend when it starts
+and stops, so do not start or stop one while a sandbox serves in the same
+process (``MOTO_ACCOUNT_ID``, if set, overrides the header and puts every pool
+in that one account). Besides the backend's methods that mirror API operations
+(``create_user_pool``, ``admin_create_user``, ``admin_confirm_sign_up``) and the
+fields of its models that it reads, the sandbox uses these moto internals, each
+in one function of the "moto adapter" section below and named by one test in
+tests/functional/test_sandbox.py (``test_moto_internal_*``):
+
+- ``moto.core.botocore_stubber.BotocoreStubber``, the botocore ``before-send``
+  hook that ``mock_aws`` installs (`_moto_answer`): answers a request
+  from moto's own response classes with no network and no global switch; it
+  builds moto's request type itself in every moto release.
+- ``CognitoIdpUserPoolAttribute.STANDARD_SCHEMA`` (`_moto_standard_schema`):
+  moto makes a pool created with custom attributes only have no standard ones.
+- the pool's ``id`` and ``arn`` and the backend's ``user_pools`` key
+  (`_keep_pool_id`): moto has no way to choose a pool id, and a sandbox run
+  should use the real pool's ``--user-pool-id``.
+- the schema attribute's ``string_constraints`` and ``number_constraints``
+  (`_set_constraints`): moto refuses some valid constraints (a negative
+  MinValue) and invents empty ones.
+- the user's ``id`` (`_set_sub`): moto makes up every sub; runs keyed by sub
+  need the input's.
+- the user's ``attributes`` list (`_replace_attributes`): moto's
+  ``update_attributes`` only merges.
+- the pool's ``create_access_token`` and ``access_tokens`` (`_mint_access_token`,
+  `_register_access_token`): a token for UpdateUserAttributes without an app
+  client and a sign-in, or the input file's own token strings.
+- joserfc's ``jwk`` as moto's cognito-idp models import it
+  (`_cache_moto_signing_key`): every moto pool imports the same bundled RSA key,
+  0.1-0.3 s each; importing it once keeps pool creation, and so the test
+  suite, fast. The key, and so every token, is the same as before.
 
 moto is an optional extra (``pip install 'cognito-bulk-migrate[sandbox]'``): it is
 imported only when an `EmulatedPool` is built, and its absence is a ConfigError.
@@ -79,18 +125,21 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import importlib
+import errno
+import io
+import itertools
 import json
 import logging
 import os
-import random
 import re
+import shlex
 import signal
 import socket
 import sys
 import threading
 import time
 import uuid
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -99,7 +148,7 @@ from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Self, TextIO, cast
 
 from migrate.errors import ConfigError, SchemaError
 from migrate.records import MAX_ATTRIBUTE_NAME, MAX_ATTRIBUTE_VALUE
@@ -112,7 +161,16 @@ if TYPE_CHECKING:
         CognitoIdpUserPoolAttribute,
     )
 
-__all__ = ["SANDBOX_INSTALL_HINT", "EmulatedPool", "Faults", "main", "read_users"]
+__all__ = [
+    "SANDBOX_INSTALL_HINT",
+    "EmulatedPool",
+    "Quotas",
+    "Reply",
+    "Request",
+    "ServeCommand",
+    "main",
+    "read_users",
+]
 
 log = logging.getLogger(__name__)
 
@@ -122,13 +180,12 @@ SANDBOX_INSTALL_HINT = (
 
 TARGET_PREFIX = "AWSCognitoIdentityProviderService."
 JSON_CONTENT_TYPE = "application/x-amz-json-1.1"
-#: moto keys backends by account; the sandbox owns its backend, so any will do.
-ACCOUNT_ID = "123456789012"
 #: Access tokens issued by the sandbox name this app client.
 SANDBOX_CLIENT_ID = "sandbox"
+#: Credentials to show users of ``serve``: any will do, botocore wants some.
+EXAMPLE_CREDENTIALS = "AWS_ACCESS_KEY_ID=sandbox AWS_SECRET_ACCESS_KEY=sandbox"
 
-#: Operations that write user attributes: the UserUpdate quota category, and the
-#: only ones that error_rate / drop_rate apply to.
+#: Operations that write user attributes: the UserUpdate quota category.
 WRITE_OPERATIONS: frozenset[str] = frozenset(
     {
         "AdminUpdateUserAttributes",
@@ -172,42 +229,30 @@ _MOTO_LOCK = threading.RLock()
 
 
 @dataclass(frozen=True, kw_only=True)
-class Faults:
-    """Faults the emulated pool injects: latency, quotas, errors, dropped connections.
+class Quotas:
+    """Cognito's request-rate quotas, in requests per second (None: unlimited).
 
-    Quotas are token buckets: ``quota`` tokens per second, burst ``quota`` (one
-    second's worth), one token per request, throttled requests take none. ``None``
-    means unlimited. ``error_rate`` and ``drop_rate`` apply to write operations only.
+    The defaults are Cognito's: UserUpdate 25, UserList 30, UserRead 120,
+    UserPoolRead 15 (``reference/cognito-facts.md``).
     """
 
-    latency: float = 0.0
-    quota: float | None = 25.0
-    list_quota: float | None = 30.0
-    read_quota: float | None = 120.0
-    pool_read_quota: float | None = 15.0
-    error_rate: float = 0.0
-    drop_rate: float = 0.0
-    seed: int = 0
+    user_update: float | None = 25.0
+    user_list: float | None = 30.0
+    user_read: float | None = 120.0
+    user_pool_read: float | None = 15.0
 
     def __post_init__(self) -> None:
-        if self.latency < 0:
-            raise ValueError(f"latency must be >= 0, not {self.latency}")
-        for name in ("error_rate", "drop_rate"):
-            rate = getattr(self, name)
-            if not 0.0 <= rate <= 1.0:
-                raise ValueError(f"{name} must be between 0 and 1, not {rate}")
-        for name in ("quota", "list_quota", "read_quota", "pool_read_quota"):
-            quota = getattr(self, name)
-            if quota is not None and quota <= 0:
+        for name, quota in vars(self).items():
+            if quota is not None and not quota > 0:
                 raise ValueError(f"{name} must be > 0 or None, not {quota}")
 
-    def quotas(self) -> dict[str, float | None]:
+    def per_category(self) -> dict[str, float | None]:
         """Requests per second allowed per quota category (None: unlimited)."""
         return {
-            "UserUpdate": self.quota,
-            "UserList": self.list_quota,
-            "UserRead": self.read_quota,
-            "UserPoolRead": self.pool_read_quota,
+            "UserUpdate": self.user_update,
+            "UserList": self.user_list,
+            "UserRead": self.user_read,
+            "UserPoolRead": self.user_pool_read,
         }
 
 
@@ -236,9 +281,39 @@ class _TokenBucket:
 
 
 @dataclass(frozen=True, slots=True)
-class _Reply:
+class Request:
+    """One HTTP request as the pool sees it."""
+
+    method: str
+    path: str
+    #: The X-Amz-Target header ("" when absent).
+    target: str = ""
+    body: bytes = b""
+
+    @property
+    def operation(self) -> str:
+        return self.target.removeprefix(TARGET_PREFIX)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One HTTP response; ``code`` is the error code, if it is an error."""
+
     status: int
     body: bytes
+    code: str | None = None
+    content_type: str = JSON_CONTENT_TYPE
+
+    @classmethod
+    def error(cls, status: int, code: str, message: str) -> Reply:
+        body = json.dumps({"__type": code, "message": message}).encode()
+        return cls(status, body, code)
+
+    @classmethod
+    def json(
+        cls, payload: Mapping[str, Any], *, content_type: str = JSON_CONTENT_TYPE
+    ) -> Reply:
+        return cls(200, json.dumps(payload).encode(), content_type=content_type)
 
 
 class _CognitoError(Exception):
@@ -260,118 +335,6 @@ def _as_lookup_error() -> Iterator[None]:
         raise LookupError(exc.message) from exc
 
 
-def _error_reply(status: int, code: str, message: str) -> _Reply:
-    body = json.dumps({"__type": code, "message": message}).encode()
-    return _Reply(status, body)
-
-
-def _json_reply(payload: Mapping[str, Any]) -> _Reply:
-    return _Reply(200, json.dumps(payload).encode())
-
-
-@dataclass(frozen=True)
-class _Moto:
-    """The pieces of moto the sandbox uses, imported on first need."""
-
-    backend_class: Any
-    responses_class: Any
-    confirmed: Any
-    standard_schema: Mapping[str, Mapping[str, Any]]
-    http_exception: type[Exception]
-
-
-class _KeyCachingRSAKey:
-    """``joserfc.jwk.RSAKey`` whose ``import_key`` remembers the keys it imported."""
-
-    def __init__(self, rsa_key: Any) -> None:
-        self._rsa_key = rsa_key
-        self._keys: dict[str, Any] = {}
-        self._lock = threading.Lock()
-
-    def import_key(self, data: Any, *args: Any, **kwargs: Any) -> Any:
-        if args or kwargs or not isinstance(data, dict):
-            return self._rsa_key.import_key(data, *args, **kwargs)
-        fingerprint = json.dumps(data, sort_keys=True)
-        with self._lock:
-            if fingerprint not in self._keys:
-                self._keys[fingerprint] = self._rsa_key.import_key(data)
-            return self._keys[fingerprint]
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._rsa_key, name)
-
-
-class _KeyCachingJwk:
-    """Stands in for the ``joserfc.jwk`` module inside moto's cognito-idp models."""
-
-    def __init__(self, jwk: Any) -> None:
-        self._jwk = jwk
-        self.RSAKey = _KeyCachingRSAKey(jwk.RSAKey)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._jwk, name)
-
-
-@cache
-def _moto() -> _Moto:
-    try:
-        import moto.cognitoidp.models as models
-        from moto.cognitoidp.models import (
-            CognitoIdpBackend,
-            CognitoIdpUserPoolAttribute,
-            RegionAgnosticBackend,
-            UserStatus,
-        )
-        from moto.cognitoidp.responses import CognitoIdpResponse
-        from werkzeug.exceptions import HTTPException
-    except ImportError as exc:
-        raise ConfigError(SANDBOX_INSTALL_HINT) from exc
-
-    # Every moto pool imports the same bundled RSA key, which costs 0.15-0.3 s
-    # per pool; importing it once keeps pool creation (and test suites) fast.
-    namespace = vars(models)
-    if not isinstance(namespace["jwk"], _KeyCachingJwk):
-        namespace["jwk"] = _KeyCachingJwk(namespace["jwk"])
-
-    class _PrivateAgnosticBackend(RegionAgnosticBackend):
-        # moto looks token/client owners up across its global backends; here
-        # there is exactly one backend to look in.
-        def __init__(self, backend: CognitoIdpBackend) -> None:
-            super().__init__(backend.account_id, backend.region_name)
-            self._backend = backend
-
-        def _find_backend_by_access_token(self, access_token: str) -> Any:
-            return self._backend
-
-        def _find_backend_by_access_token_or_session(
-            self, access_token: str, session: str
-        ) -> Any:
-            return self._backend
-
-        def _find_backend_for_clientid(self, client_id: str) -> Any:
-            return self._backend
-
-    class _PrivateResponse(CognitoIdpResponse):
-        def __init__(self, backend: CognitoIdpBackend) -> None:
-            super().__init__()
-            self._private_backend = backend
-
-        @property
-        def backend(self) -> CognitoIdpBackend:
-            return self._private_backend
-
-        def _get_region_agnostic_backend(self) -> Any:
-            return _PrivateAgnosticBackend(self._private_backend)
-
-    return _Moto(
-        backend_class=CognitoIdpBackend,
-        responses_class=_PrivateResponse,
-        confirmed=UserStatus.CONFIRMED,
-        standard_schema=CognitoIdpUserPoolAttribute.STANDARD_SCHEMA,
-        http_exception=HTTPException,
-    )
-
-
 @cache
 def _cognito_operations() -> frozenset[str]:
     """The operation names of botocore's cognito-idp model: what Cognito serves."""
@@ -381,84 +344,62 @@ def _cognito_operations() -> frozenset[str]:
     return frozenset(model.operation_names)
 
 
-class _MotoRequest:
-    """The request shape moto's ``BaseResponse.setup_class`` reads (moto <= 5.2.1)."""
-
-    def __init__(self, body: bytes, headers: dict[str, str]) -> None:
-        self.body = body
-        self.headers = headers
-        self.method = "POST"
-
-
-def _moto_request(url: str, body: bytes, headers: dict[str, str]) -> Any:
-    """A request moto's response classes accept, across moto versions.
-
-    Newer moto (5.2.2 on) normalises every request to its own werkzeug-based
-    ``Request``; older releases read only body, headers and method.
-    """
-    try:
-        module = importlib.import_module("moto.core.request")
-    except ImportError:
-        return _MotoRequest(body, headers)
-    build = getattr(getattr(module, "Request", None), "from_primitives", None)
-    if build is None:
-        return _MotoRequest(body, headers)
-    return build("POST", url, headers, body)
-
-
 #: An operation implemented here: (pool, params) -> (response, username written).
 _Operation = Callable[["EmulatedPool", dict[str, Any]], tuple[dict[str, Any], str]]
 
 
 class EmulatedPool:
-    """An emulated Cognito user-pool endpoint on 127.0.0.1, with injected faults.
+    """An emulated Cognito user-pool endpoint on 127.0.0.1, throttled like Cognito.
 
     It serves from construction until `stop` (or the end of a ``with`` block).
+    ``port`` 0 takes a free port; a port in use raises OSError. ``calls``
+    counts requests per operation, ``writes`` the applied attribute writes per
+    username, ``throttled`` the requests answered TooManyRequestsException.
     """
 
     def __init__(
         self,
         *,
-        faults: Faults = Faults(),
+        quotas: Quotas = Quotas(),
         region: str = "us-east-1",
+        port: int = 0,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         moto = _moto()
-        self.faults = faults
+        self.quotas = quotas
         self.region = region
         self._moto = moto
-        self._backend: CognitoIdpBackend = moto.backend_class(
-            region_name=region, account_id=ACCOUNT_ID
-        )
-        self._sleep = sleep
-        self._rng = random.Random(faults.seed)
-        self._buckets = {
-            category: _TokenBucket(rate, clock=clock)
-            for category, rate in faults.quotas().items()
-            if rate is not None
-        }
+        self._account = _new_account()
+        _moto_backend(self._account, region)  # fails early on an unknown region
         # sub -> username per pool: runs keyed by sub must not scan every user.
         self._subs: dict[str, dict[str, str]] = {}
-        self._stats_lock = threading.Lock()
+        # The pools stay readable after stop(), until this object is collected.
+        weakref.finalize(
+            self, _forget_pools, moto.backends, self._account, region, self._subs
+        )
+        self._buckets = {
+            category: _TokenBucket(rate, clock=clock)
+            for category, rate in quotas.per_category().items()
+            if rate is not None
+        }
+        self._counters_lock = threading.Lock()
         self.writes: Counter[str] = Counter()
         self.calls: Counter[str] = Counter()
         self.throttled = 0
-        self.injected_errors = 0
-        self.dropped = 0
         self._stopped = False
-        self._server = _Server(self)
-        host, port = self._server.server_address[:2]
-        self.endpoint_url = f"http://{host!s}:{port}"
+        self._server = _Server(self, port)
+        host, bound = self._server.server_address[:2]
+        self.port = int(bound)
+        self.endpoint_url = f"http://{host!s}:{bound}"
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.05},
-            name=f"sandbox-{port}",
+            name=f"sandbox-{bound}",
             daemon=True,
         )
         self._thread.start()
 
-    def __enter__(self) -> EmulatedPool:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -470,7 +411,10 @@ class EmulatedPool:
         self.stop()
 
     def stop(self) -> None:
-        """Stop serving, close every connection and join every thread."""
+        """Stop serving, close every connection and join every thread.
+
+        The pools stay readable in process (`user_attributes`, ``writes``).
+        """
         if self._stopped:
             return
         self._stopped = True
@@ -478,6 +422,11 @@ class EmulatedPool:
         self._server.close_connections()
         self._server.server_close()
         self._thread.join()
+
+    @property
+    def _backend(self) -> CognitoIdpBackend:
+        # Looked up on every use: a moto reset replaces what the dict holds.
+        return _moto_backend(self._account, self.region)
 
     # --- seeding and inspection (in process, no HTTP, no quota) -------------
 
@@ -502,33 +451,25 @@ class EmulatedPool:
             for entry in schema
         ]
         with _MOTO_LOCK:
+            backend = self._backend
             try:
-                pool = self._backend.create_user_pool(
+                pool = backend.create_user_pool(
                     str(described.get("Name") or "sandbox"), config
                 )
             except self._moto.http_exception as exc:
                 raise SchemaError(f"cannot emulate this pool: {_message(exc)}") from exc
-            # moto validates constraints more narrowly than Cognito (no negative
-            # MinValue) and invents empty ones, so they are copied as described.
             for entry in schema:
                 attribute = pool.schema_attributes[_described_name(entry)]
-                for key, field in (
-                    ("StringAttributeConstraints", "string_constraints"),
-                    ("NumberAttributeConstraints", "number_constraints"),
-                ):
-                    given = entry.get(key)
-                    setattr(attribute, field, dict(given) if given else None)
+                _set_constraints(attribute, entry)
             wanted = described.get("Id")
-            if isinstance(wanted, str) and wanted not in self._backend.user_pools:
-                del self._backend.user_pools[pool.id]
-                pool.arn = pool.arn.replace(pool.id, wanted)
-                pool.id = wanted
-                self._backend.user_pools[wanted] = pool
+            if isinstance(wanted, str) and wanted not in backend.user_pools:
+                _keep_pool_id(backend, pool, wanted)
             self._subs[pool.id] = {}
             return str(pool.id)
 
     def _creation_schema(self, described: list[Any]) -> list[dict[str, Any]]:
         """CreateUserPool Schema for these attributes, plus missing standard ones."""
+        standard_schema = _moto_standard_schema()
         schema: list[dict[str, Any]] = []
         seen: set[str] = set()
         for entry in described:
@@ -536,7 +477,7 @@ class EmulatedPool:
                 raise SchemaError(f"schema attribute without a name: {entry!r}")
             name = entry["Name"]
             custom = name.startswith(("custom:", "dev:custom:"))
-            if not custom and name not in self._moto.standard_schema:
+            if not custom and name not in standard_schema:
                 continue  # e.g. "identities": set by federation, never written
             bare = name.removeprefix("dev:").removeprefix("custom:")
             created = {
@@ -554,7 +495,7 @@ class EmulatedPool:
                     created[key] = entry[key]
             schema.append(created)
             seen.add(name)
-        for name, standard in self._moto.standard_schema.items():
+        for name, standard in standard_schema.items():
             if name not in seen:
                 schema.append({"Name": name, **standard})
         return schema
@@ -568,6 +509,7 @@ class EmulatedPool:
         with _MOTO_LOCK, _as_lookup_error():
             pool = self._pool(pool_id)
         with _MOTO_LOCK:
+            backend = self._backend
             subs = self._subs.setdefault(pool_id, {})
             folded = _folds_case(pool)
             taken = {u.username.casefold() for u in pool.users.values()}
@@ -587,21 +529,20 @@ class EmulatedPool:
                         + ", ".join(unknown)
                     )
                 try:
-                    user = self._backend.admin_create_user(
+                    user = backend.admin_create_user(
                         pool_id,
                         username,
                         "SUPPRESS",
                         None,  # type: ignore[arg-type]  # moto: no password set
                         [{"Name": k, "Value": v} for k, v in attributes.items()],
                     )
+                    backend.admin_confirm_sign_up(pool_id, user.username)
                 except self._moto.http_exception as exc:
                     raise ConfigError(
                         f"sandbox user {username!r}: {_message(exc)}"
                     ) from exc
-                user.status = self._moto.confirmed
                 if sub is not None:
-                    user.id = sub
-                    user.update_attributes([{"Name": "sub", "Value": sub}])
+                    _set_sub(user, sub)
                 subs[user.id] = user.username
 
     def seed(
@@ -664,10 +605,8 @@ class EmulatedPool:
             pool = self._pool(pool_id)
             user = self._find_user(pool, username)
             if token is None:
-                token, _ = pool.create_access_token(
-                    SANDBOX_CLIENT_ID, user.username, str(uuid.uuid4())
-                )
-            pool.access_tokens[token] = (SANDBOX_CLIENT_ID, user.username)
+                return _mint_access_token(pool, user.username)
+            _register_access_token(pool, user.username, token)
             return token
 
     def schema_names(self, pool_id: str) -> set[str]:
@@ -675,115 +614,85 @@ class EmulatedPool:
         with _MOTO_LOCK, _as_lookup_error():
             return set(self._pool(pool_id).schema_attributes)
 
-    def stats(self) -> dict[str, Any]:
-        """Counters so far, JSON-ready: requests, applied writes per user, faults."""
-        with self._stats_lock:
+    def counters(self) -> dict[str, Any]:
+        """A consistent copy of ``calls``, ``writes`` and ``throttled``."""
+        with self._counters_lock:
             return {
-                "endpoint_url": self.endpoint_url,
                 "calls": dict(self.calls),
                 "writes": dict(self.writes),
-                "writes_total": sum(self.writes.values()),
                 "throttled": self.throttled,
-                "injected_errors": self.injected_errors,
-                "dropped": self.dropped,
             }
 
-    # --- request handling -------------------------------------------------
+    # --- request handling: the hooks a subclass may wrap -------------------------
 
-    def _handle(self, target: str, body: bytes) -> _Reply | None:
-        """Answer one JSON-protocol request; None means close without a response."""
-        operation = target.removeprefix(TARGET_PREFIX)
-        with self._stats_lock:
+    def handle(self, request: Request) -> Reply | None:
+        """Answer one HTTP request; None closes the connection without a reply.
+
+        A POST is counted in ``calls`` and passes its quota before `perform`.
+        """
+        if request.method != "POST":
+            return Reply(
+                404, b'{"message": "not found"}', content_type="application/json"
+            )
+        operation = request.operation
+        with self._counters_lock:
             self.calls[operation] += 1
-        if self.faults.latency:
-            self._sleep(self.faults.latency)
         bucket = self._buckets.get(CATEGORIES.get(operation, ""))
         if bucket is not None and not bucket.try_acquire():
-            with self._stats_lock:
+            with self._counters_lock:
                 self.throttled += 1
-            return _error_reply(400, "TooManyRequestsException", "Rate exceeded")
-        drop_after = False
-        if operation in WRITE_OPERATIONS:
-            with self._stats_lock:
-                # Always three draws, so one seed gives one fault sequence.
-                fail = self._rng.random() < self.faults.error_rate
-                drop = self._rng.random() < self.faults.drop_rate
-                before = self._rng.random() < 0.5
-                if fail:
-                    self.injected_errors += 1
-                elif drop and before:
-                    self.dropped += 1
-            if fail:
-                return _error_reply(
-                    500, "InternalErrorException", "Internal error (sandbox fault)"
-                )
-            if drop and before:
-                return None
-            drop_after = drop
-        reply = self._dispatch(target, operation, body)
-        if drop_after:
-            with self._stats_lock:
-                self.dropped += 1
-            return None
-        return reply
+            return Reply.error(400, "TooManyRequestsException", "Rate exceeded")
+        return self.perform(operation, request)
 
-    def _dispatch(self, target: str, operation: str, body: bytes) -> _Reply:
+    def perform(self, operation: str, request: Request) -> Reply | None:
+        """Answer a request within its quota: apply it, or ask moto."""
         try:
-            params = json.loads(body or b"{}")
+            params = json.loads(request.body or b"{}")
         except ValueError:
             params = None
         if not isinstance(params, dict):
-            return _error_reply(400, "SerializationException", "Malformed JSON body")
+            return Reply.error(400, "SerializationException", "Malformed JSON body")
         own = self._OWN_OPERATIONS.get(operation)
         if own is None and operation not in _cognito_operations():
-            # Answered here, not by moto: moto's answer to an unknown operation
-            # has changed between releases (a 400 JSON error, then a bare 404).
-            return _error_reply(
-                400, "UnknownOperationException", f"Unknown operation {target}"
+            return Reply.error(
+                400, "UnknownOperationException", f"Unknown operation {request.target}"
             )
         with _MOTO_LOCK:
             try:
                 if own is None:
+                    body = request.body
                     if operation == "AdminGetUser":
                         body = self._canonical_username(params)
-                    return self._delegate(target, body)
+                    return _moto_answer(
+                        self._account, self.region, request.target, body
+                    )
                 payload, written = own(self, params)
             except _CognitoError as exc:
-                return _error_reply(exc.status, exc.code, exc.message)
+                return Reply.error(exc.status, exc.code, exc.message)
             except self._moto.http_exception as exc:
-                return _error_reply(
+                return Reply.error(
                     int(getattr(exc, "code", 400) or 400),
                     str(getattr(exc, "error_type", "InvalidParameterException")),
                     _message(exc),
                 )
             except NotImplementedError:
-                return _error_reply(
-                    400, "UnknownOperationException", f"Unknown operation {target}"
+                return Reply.error(
+                    400,
+                    "UnknownOperationException",
+                    f"Unknown operation {request.target}",
                 )
             except Exception as exc:  # a moto bug must not kill the handler
                 log.exception("sandbox: %s failed", operation)
-                return _error_reply(500, "InternalErrorException", repr(exc))
-        with self._stats_lock:
+                return Reply.error(500, "InternalErrorException", repr(exc))
+        with self._counters_lock:
             self.writes[written] += 1
-        return _json_reply(payload)
+        return Reply.json(payload)
 
     def _canonical_username(self, params: dict[str, Any]) -> bytes:
         """The request body with Username resolved (alias, sub) for moto."""
         pool = self._pool(_required(params, "UserPoolId"))
         user = self._find_user(pool, _required(params, "Username"))
         return json.dumps({**params, "Username": user.username}).encode()
-
-    def _delegate(self, target: str, body: bytes) -> _Reply:
-        """Answer with moto's own response class, bound to the private backend."""
-        responder = self._moto.responses_class(self._backend)
-        headers = {"X-Amz-Target": target, "Content-Type": JSON_CONTENT_TYPE}
-        url = f"{self.endpoint_url}/"
-        responder.setup_class(_moto_request(url, body, headers), url, headers)
-        # setup_class reads a query string out of the JSON body; there is none.
-        responder.querystring = {}
-        status, _headers, out = responder.call_action()
-        data = out.encode() if isinstance(out, str) else bytes(out or b"{}")
-        return _Reply(int(status), data or b"{}")
 
     # --- the operations implemented here -------------------------------------
 
@@ -1113,13 +1022,6 @@ def _delivery(name: str, value: str) -> dict[str, str]:
     }
 
 
-def _replace_attributes(user: CognitoIdpUser, flat: dict[str, str]) -> None:
-    # moto's update_attributes merges into the current list; emptying it first
-    # makes it a replace that still maintains moto's lookup and modified date.
-    user.attributes = []
-    user.update_attributes([{"Name": k, "Value": v} for k, v in flat.items()])
-
-
 def _described_name(entry: Mapping[str, Any]) -> str:
     name = str(entry["Name"])
     if "DeveloperOnlyAttribute" not in entry:
@@ -1132,7 +1034,224 @@ def _message(exc: BaseException) -> str:
     return str(getattr(exc, "message", None) or exc)
 
 
-# --- HTTP ---------------------------------------------------------------------
+# --- moto adapter -----------------------------------------------------------------
+# Everything this module takes from moto, apart from reading the fields of its
+# models, is in this section. Each function that relies on a moto internal is
+# named by one test in tests/functional/test_sandbox.py (test_moto_internal_*).
+
+
+@dataclass(frozen=True)
+class _Moto:
+    """The pieces of moto the sandbox uses, imported on first need."""
+
+    #: moto's cognito-idp BackendDict: account id -> region -> backend.
+    backends: Any
+    #: moto's botocore before-send hook, switched on for this module's calls only.
+    stubber: Any
+    standard_schema: Mapping[str, Mapping[str, Any]]
+    http_exception: type[Exception]
+
+
+@cache
+def _moto() -> _Moto:
+    try:
+        from moto.backends import get_backend
+        from moto.cognitoidp.models import CognitoIdpUserPoolAttribute
+        from moto.core.botocore_stubber import BotocoreStubber
+        from werkzeug.exceptions import HTTPException
+    except ImportError as exc:
+        raise ConfigError(SANDBOX_INSTALL_HINT) from exc
+    _cache_moto_signing_key()
+    # A stubber of our own, not mock_aws's global one: enabling it affects no
+    # botocore client, since it is registered on none.
+    stubber = BotocoreStubber()
+    stubber.enabled = True
+    return _Moto(
+        backends=get_backend("cognito-idp"),
+        stubber=stubber,
+        standard_schema=CognitoIdpUserPoolAttribute.STANDARD_SCHEMA,
+        http_exception=HTTPException,
+    )
+
+
+_ACCOUNTS = itertools.count(1)
+
+
+def _new_account() -> str:
+    """A moto account id for one EmulatedPool (moto prefers MOTO_ACCOUNT_ID)."""
+    # 12 digits, far from moto's default 123456789012 that mock_aws users share.
+    return os.environ.get("MOTO_ACCOUNT_ID") or f"{900_000_000_000 + next(_ACCOUNTS)}"
+
+
+def _moto_backend(account: str, region: str) -> CognitoIdpBackend:
+    """moto's cognito-idp backend for this account and region, as mock_aws uses it."""
+    try:
+        backend: CognitoIdpBackend = _moto().backends[account][region]
+    except KeyError:
+        raise ConfigError(f"unknown AWS region {region!r}") from None
+    return backend
+
+
+def _forget_pools(
+    backends: Any, account: str, region: str, pool_ids: Iterable[str]
+) -> None:
+    """Drop an EmulatedPool's pools from moto's backends, creating nothing."""
+    with _MOTO_LOCK:
+        # dict.get, unlike BackendDict's [], creates no account and no region.
+        regions = dict.get(backends, account)
+        backend = None if regions is None else dict.get(regions, region)
+        if backend is not None:
+            for pool_id in list(pool_ids):
+                backend.user_pools.pop(pool_id, None)
+
+
+def _moto_answer(account: str, region: str, target: str, body: bytes) -> Reply:
+    """moto's own answer to a JSON-protocol request, through its botocore hook.
+
+    Internal: ``BotocoreStubber`` (moto.core.botocore_stubber), the before-send
+    handler mock_aws installs. The request is never sent anywhere: the hook
+    answers it in process, and the URL only selects moto's service and region.
+    """
+    from botocore.awsrequest import AWSPreparedRequest
+    from botocore.compat import HTTPHeaders
+
+    headers = {
+        "X-Amz-Target": target,
+        "Content-Type": JSON_CONTENT_TYPE,
+        "x-moto-account-id": account,
+    }
+    request = AWSPreparedRequest(
+        method="POST",
+        url=f"https://cognito-idp.{region}.amazonaws.com/",
+        headers=HTTPHeaders.from_dict(headers),
+        body=body,
+        stream_output=False,
+    )
+    operation = target.removeprefix(TARGET_PREFIX)
+    response = _moto().stubber(f"before-send.cognito-idp.{operation}", request)
+    if response is None:  # moto did not recognise the URL; never sent on
+        return Reply.error(500, "InternalErrorException", "moto did not answer")
+    return Reply(int(response.status_code), bytes(response.content) or b"{}")
+
+
+def _moto_standard_schema() -> Mapping[str, Mapping[str, Any]]:
+    """Cognito's standard attributes as moto defines them.
+
+    Internal: ``CognitoIdpUserPoolAttribute.STANDARD_SCHEMA``.
+    """
+    return _moto().standard_schema
+
+
+def _keep_pool_id(
+    backend: CognitoIdpBackend, pool: CognitoIdpUserPool, wanted: str
+) -> None:
+    """Give a new pool the id it has in the real account.
+
+    Internal: ``CognitoIdpUserPool.id`` and ``.arn``, ``user_pools``' keys.
+    """
+    del backend.user_pools[pool.id]
+    pool.arn = pool.arn.replace(pool.id, wanted)
+    pool.id = wanted
+    backend.user_pools[wanted] = pool
+
+
+def _set_constraints(
+    attribute: CognitoIdpUserPoolAttribute, entry: Mapping[str, Any]
+) -> None:
+    """Copy the described String/Number constraints onto the schema attribute.
+
+    Internal: ``CognitoIdpUserPoolAttribute.string_constraints`` and
+    ``.number_constraints``.
+    """
+    for key, field in (
+        ("StringAttributeConstraints", "string_constraints"),
+        ("NumberAttributeConstraints", "number_constraints"),
+    ):
+        given = entry.get(key)
+        setattr(attribute, field, dict(given) if given else None)
+
+
+def _set_sub(user: CognitoIdpUser, sub: str) -> None:
+    """Internal: ``CognitoIdpUser.id`` is the sub moto reports."""
+    user.id = sub
+    user.update_attributes([{"Name": "sub", "Value": sub}])
+
+
+def _replace_attributes(user: CognitoIdpUser, flat: dict[str, str]) -> None:
+    """Internal: ``CognitoIdpUser.attributes``, emptied before an update.
+
+    moto's update_attributes merges into the current list; emptying it first
+    makes it a replace that still maintains moto's lookup and modified date.
+    """
+    user.attributes = []
+    user.update_attributes([{"Name": k, "Value": v} for k, v in flat.items()])
+
+
+def _mint_access_token(pool: CognitoIdpUserPool, username: str) -> str:
+    """A signed access token of the user, as a sign-in would return it.
+
+    Internal: ``CognitoIdpUserPool.create_access_token``.
+    """
+    token, _expires_in = pool.create_access_token(
+        SANDBOX_CLIENT_ID, username, str(uuid.uuid4())
+    )
+    return str(token)
+
+
+def _register_access_token(pool: CognitoIdpUserPool, username: str, token: str) -> None:
+    """Make ``token`` a valid access token of the user.
+
+    Internal: ``CognitoIdpUserPool.access_tokens`` (token -> (client, username)).
+    """
+    pool.access_tokens[token] = (SANDBOX_CLIENT_ID, username)
+
+
+class _KeyCachingRSAKey:
+    """``joserfc.jwk.RSAKey`` whose ``import_key`` remembers the keys it imported."""
+
+    def __init__(self, rsa_key: Any) -> None:
+        self._rsa_key = rsa_key
+        self._keys: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def import_key(self, data: Any, *args: Any, **kwargs: Any) -> Any:
+        if args or kwargs or not isinstance(data, dict):
+            return self._rsa_key.import_key(data, *args, **kwargs)
+        fingerprint = json.dumps(data, sort_keys=True)
+        with self._lock:
+            if fingerprint not in self._keys:
+                self._keys[fingerprint] = self._rsa_key.import_key(data)
+            return self._keys[fingerprint]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._rsa_key, name)
+
+
+class _KeyCachingJwk:
+    """Stands in for the ``joserfc.jwk`` module inside moto's cognito-idp models."""
+
+    def __init__(self, jwk: Any) -> None:
+        self._jwk = jwk
+        self.RSAKey = _KeyCachingRSAKey(jwk.RSAKey)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._jwk, name)
+
+
+def _cache_moto_signing_key() -> None:
+    """Make every moto pool share one import of moto's bundled signing key.
+
+    Internal: the ``jwk`` global of ``moto.cognitoidp.models``. Only a
+    speed-up: without it each pool costs 0.1-0.3 s more and nothing else changes.
+    """
+    import moto.cognitoidp.models as models
+
+    namespace = vars(models)
+    if not isinstance(namespace.get("jwk"), _KeyCachingJwk):
+        namespace["jwk"] = _KeyCachingJwk(namespace["jwk"])
+
+
+# --- HTTP -----------------------------------------------------------------------
 
 
 class _Server(ThreadingHTTPServer):
@@ -1140,14 +1259,14 @@ class _Server(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, pool: EmulatedPool) -> None:
+    def __init__(self, pool: EmulatedPool, port: int) -> None:
         self.pool = pool
         # ThreadingMixIn does not track daemon threads, so server_close() would
         # not join them; the server keeps its own list.
         self._connections: set[socket.socket] = set()
         self._handler_threads: list[threading.Thread] = []
         self._handlers_lock = threading.Lock()
-        super().__init__(("127.0.0.1", 0), _RequestHandler)
+        super().__init__(("127.0.0.1", port), _RequestHandler)
 
     def process_request(
         self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any
@@ -1202,144 +1321,227 @@ class _RequestHandler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         target = self.headers.get("X-Amz-Target") or ""
-        pool = cast(_Server, self.server).pool
-        reply = pool._handle(target, body)
+        self._answer(Request("POST", self.path, target, body))
+
+    def do_GET(self) -> None:
+        self._answer(Request("GET", self.path))
+
+    def _answer(self, request: Request) -> None:
+        reply = cast(_Server, self.server).pool.handle(request)
         if reply is None:
             self.close_connection = True
             return
-        self._send(reply.status, reply.body, JSON_CONTENT_TYPE)
-
-    def do_GET(self) -> None:
-        if self.path.split("?")[0] != "/__stats":
-            self._send(404, b'{"message": "not found"}', "application/json")
-            return
-        stats = cast(_Server, self.server).pool.stats()
-        self._send(200, json.dumps(stats).encode(), "application/json")
-
-    def _send(self, status: int, body: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
+        self.send_response(reply.status)
+        self.send_header("Content-Type", reply.content_type)
+        self.send_header("Content-Length", str(len(reply.body)))
         self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
         self.end_headers()
-        self.wfile.write(body)
+        self.wfile.write(reply.body)
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("sandbox: " + format, *args)
 
 
-# --- python -m migrate.sandbox serve ------------------------------------------
+# --- python -m migrate.sandbox serve ----------------------------------------------
 
 
 def read_users(path: Path) -> Iterator[dict[str, str]]:
-    """Rows of a users CSV or Parquet file, all values as strings (nulls left out)."""
+    """Rows of a users CSV (UTF-8) or Parquet file, values as strings, nulls left out.
+
+    Raises ConfigError when the file cannot be read, naming the file.
+    """
     if path.suffix.lower() == ".parquet":
         import polars as pl
 
-        frame = pl.read_parquet(path)
-        frame = frame.select(pl.all().cast(pl.String))
+        try:
+            frame = pl.read_parquet(path).select(pl.all().cast(pl.String))
+        except OSError as exc:
+            raise ConfigError(f"{path}: {exc.strerror or exc}") from None
+        except pl.exceptions.PolarsError as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise ConfigError(
+                f"{path}: not a readable Parquet file ({first})"
+            ) from None
         for row in frame.iter_rows(named=True):
             yield {k: v for k, v in row.items() if v is not None}
         return
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        for row in csv.DictReader(handle):
-            yield {k: v for k, v in row.items() if k is not None and v is not None}
-
-
-def _quota(text: str) -> float | None:
-    return None if text.lower() in ("none", "off") else float(text)
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m migrate.sandbox",
-        description="Serve an emulated Cognito user pool on 127.0.0.1.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser(
-        "serve",
-        help="serve until SIGTERM; GET /__stats returns the counters as JSON",
-    )
-    serve.add_argument(
-        "--schema", type=Path, required=True, help="DescribeUserPool JSON"
-    )
-    serve.add_argument("--users", type=Path, help="users CSV or Parquet to seed")
-    serve.add_argument(
-        "--port-file",
-        type=Path,
-        required=True,
-        help='written with "ENDPOINT_URL POOL_ID" once serving',
-    )
-    serve.add_argument("--region", default="us-east-1")
-    defaults = Faults()
-    serve.add_argument("--latency", type=float, default=defaults.latency)
-    serve.add_argument(
-        "--quota",
-        type=_quota,
-        default=defaults.quota,
-        help="UserUpdate requests/s ('none': unlimited); likewise the other quotas",
-    )
-    serve.add_argument("--list-quota", type=_quota, default=defaults.list_quota)
-    serve.add_argument("--read-quota", type=_quota, default=defaults.read_quota)
-    serve.add_argument(
-        "--pool-read-quota", type=_quota, default=defaults.pool_read_quota
-    )
-    serve.add_argument("--error-rate", type=float, default=defaults.error_rate)
-    serve.add_argument("--drop-rate", type=float, default=defaults.drop_rate)
-    serve.add_argument("--seed", type=int, default=defaults.seed)
-    return parser
-
-
-def _serve(args: argparse.Namespace, stop: threading.Event) -> None:
-    """Run the ``serve`` command until ``stop`` is set."""
     try:
-        faults = Faults(
-            latency=args.latency,
-            quota=args.quota,
-            list_quota=args.list_quota,
-            read_quota=args.read_quota,
-            pool_read_quota=args.pool_read_quota,
-            error_rate=args.error_rate,
-            drop_rate=args.drop_rate,
-            seed=args.seed,
-        )
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from exc
-    try:
-        described = json.loads(args.schema.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise SchemaError(f"{args.schema}: {exc}") from exc
-    if not isinstance(described, dict):
-        raise SchemaError(f"{args.schema}: not DescribeUserPool output")
-    try:
-        rows = list(read_users(args.users)) if args.users is not None else []
+        data = path.read_bytes()
     except OSError as exc:
-        raise ConfigError(f"{args.users}: {exc}") from exc
-    with EmulatedPool(faults=faults, region=args.region) as pool:
-        pool_id = pool.seed(described, rows)
-        partial = args.port_file.with_name(args.port_file.name + ".tmp")
-        partial.write_text(f"{pool.endpoint_url} {pool_id}\n", encoding="utf-8")
-        os.replace(partial, args.port_file)
-        while not stop.wait(0.2):
-            pass
+        raise ConfigError(f"{path}: {exc.strerror or exc}") from None
+    try:
+        # Decoded whole, so that an error's offset is the file's.
+        text = data.removeprefix(b"\xef\xbb\xbf").decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            f"{path}: not UTF-8 text (line {line}: byte 0x{data[exc.start]:02x}); "
+            "save it as UTF-8"
+        ) from None
+    try:
+        for row in csv.DictReader(io.StringIO(text, newline="")):
+            yield {k: v for k, v in row.items() if k is not None and v is not None}
+    except csv.Error as exc:
+        raise ConfigError(f"{path}: not a readable CSV file ({exc})") from None
+
+
+def _read_schema(path: Path) -> dict[str, Any]:
+    """The DescribeUserPool output in ``path``; ConfigError names what is wrong."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise SchemaError(
+            f"{path}: no such file; save the pool schema with `aws cognito-idp "
+            f"describe-user-pool --user-pool-id ID > {path}`"
+        ) from None
+    except UnicodeDecodeError:
+        raise SchemaError(f"{path}: not UTF-8 text, so not a JSON schema") from None
+    except OSError as exc:
+        raise SchemaError(f"{path}: {exc.strerror or exc}") from None
+    try:
+        described = json.loads(text)
+    except ValueError as exc:
+        raise SchemaError(f"{path}: not JSON ({exc})") from None
+    if not isinstance(described, dict):
+        raise SchemaError(f"{path}: not DescribeUserPool output")
+    return described
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port number (0-65535): {port}")
+    return port
+
+
+class ServeCommand:
+    """``serve``: one seeded pool on 127.0.0.1 until Ctrl-C or SIGTERM.
+
+    A subclass adds options (`add_arguments`) and builds another pool
+    (`make_pool`); tests/support/endpoint.py does, for fault injection.
+    """
+
+    prog = "python -m migrate.sandbox"
+    description = "Serve an emulated Cognito user pool on 127.0.0.1."
+
+    def add_arguments(self, serve: argparse.ArgumentParser) -> None:
+        """The options of ``serve``."""
+        serve.add_argument(
+            "--schema",
+            type=Path,
+            required=True,
+            help="the pool's DescribeUserPool output (JSON)",
+        )
+        serve.add_argument(
+            "--users",
+            type=Path,
+            help="users to create: CSV (UTF-8) or Parquet with a username column; "
+            "columns named like schema attributes become attributes",
+        )
+        serve.add_argument(
+            "--port", type=_port, default=0, help="port on 127.0.0.1 (default: free)"
+        )
+        serve.add_argument(
+            "--port-file",
+            type=Path,
+            help='written with "ENDPOINT_URL POOL_ID" once serving',
+        )
+        serve.add_argument("--region", default="us-east-1", help="default: us-east-1")
+
+    def parser(self) -> argparse.ArgumentParser:
+        parser = argparse.ArgumentParser(prog=self.prog, description=self.description)
+        commands = parser.add_subparsers(dest="command", required=True)
+        serve = commands.add_parser(
+            "serve",
+            help="serve one pool until Ctrl-C or SIGTERM",
+            description=self.description + " Any credentials are accepted.",
+        )
+        self.add_arguments(serve)
+        return parser
+
+    def make_pool(self, args: argparse.Namespace) -> EmulatedPool:
+        return EmulatedPool(region=args.region, port=args.port)
+
+    def main(self, argv: Sequence[str] | None = None) -> int:
+        """Parse ``argv`` and serve; returns the exit status (2: bad options)."""
+        args = self.parser().parse_args(argv)
+        stop = threading.Event()
+
+        def _stop(signum: int, frame: FrameType | None) -> None:
+            stop.set()
+
+        previous = {
+            signum: signal.signal(signum, _stop)
+            for signum in (signal.SIGTERM, signal.SIGINT)
+        }
+        try:
+            self.serve(args, stop, sys.stdout)
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        return 0
+
+    def serve(
+        self, args: argparse.Namespace, stop: threading.Event, out: TextIO
+    ) -> None:
+        """Check the files, serve until ``stop`` is set; ConfigError if unusable."""
+        port_file: Path | None = args.port_file
+        if port_file is not None and not port_file.parent.is_dir():
+            raise ConfigError(
+                f"--port-file {port_file}: folder {port_file.parent} does not exist"
+            )
+        described = _read_schema(args.schema)
+        rows = list(read_users(args.users)) if args.users is not None else []
+        try:
+            pool = self.make_pool(args)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigError(
+                    f"port {args.port} on 127.0.0.1 is in use: choose another "
+                    "--port, or leave --port out to take a free one"
+                ) from None
+            raise ConfigError(f"cannot serve on 127.0.0.1:{args.port}: {exc}") from None
+        with pool:
+            pool_id = pool.seed(described, rows)
+            if port_file is not None:
+                _write_port_file(port_file, f"{pool.endpoint_url} {pool_id}\n")
+            print(f"endpoint: {pool.endpoint_url}", file=out)
+            print(f"user pool: {pool_id}", file=out)
+            example = shlex.join(
+                [
+                    *("cognito-migrate", "run", "INPUT", "-m", "MAPPING"),
+                    *("--endpoint-url", pool.endpoint_url),
+                    *("--user-pool-id", pool_id, "--region", pool.region),
+                ]
+            )
+            print(f"example: {EXAMPLE_CREDENTIALS} {example}", file=out)
+            print(
+                "Serving until Ctrl-C or SIGTERM; any credentials are accepted.",
+                file=out,
+                flush=True,
+            )
+            while not stop.wait(0.2):
+                pass
+
+
+def _write_port_file(path: Path, text: str) -> None:
+    partial = path.with_name(path.name + ".tmp")
+    try:
+        partial.write_text(text, encoding="utf-8")
+        os.replace(partial, path)
+    except OSError as exc:
+        raise ConfigError(f"--port-file {path}: {exc.strerror or exc}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m migrate.sandbox``; returns the exit code."""
-    args = _parser().parse_args(argv)
-    stop = threading.Event()
-
-    def _stop(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    try:
-        _serve(args, stop)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    """Entry point of ``python -m migrate.sandbox``; returns the exit status."""
+    return ServeCommand().main(argv)
 
 
 if __name__ == "__main__":

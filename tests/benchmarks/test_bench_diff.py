@@ -16,11 +16,11 @@ from click.testing import CliRunner
 from migrate.cli import cli
 from migrate.pipeline import dry_run, prepare
 from migrate.records import Status
-from migrate.sandbox import EmulatedPool, Faults
 from migrate.schema import load_schema_file
 from tests.benchmarks.datagen import BENCH_COLUMNS, users_frame
 from tests.cli.helpers import real_run_args
 from tests.conftest import MAPPINGS, SAMPLES
+from tests.support.faults import Faults, FaultyPool
 
 pytestmark = pytest.mark.benchmark
 
@@ -96,7 +96,7 @@ def test_80_percent_unchanged_sends_a_fifth_of_the_writes(tmp_path: Path) -> Non
     )
     writes: dict[bool, int] = {}
     for diff in (False, True):
-        with EmulatedPool(faults=Faults(quota=None, list_quota=None)) as pool:
+        with FaultyPool(faults=Faults(quota=None, list_quota=None)) as pool:
             pool_id = pool.seed(SCHEMA_JSON, rows)
             folder = tmp_path / f"diff-{diff}"
             folder.mkdir()

@@ -23,9 +23,9 @@ from migrate.cognito import ClientConfig, UserPool, make_client
 from migrate.execution import ExecutionConfig
 from migrate.pipeline import execute, prepare
 from migrate.records import CallResult, WorkItem
-from migrate.sandbox import EmulatedPool, Faults
 from migrate.schema import load_schema_file
 from tests.conftest import MAPPINGS, SAMPLES
+from tests.support.faults import Faults, FaultyPool
 
 pytestmark = pytest.mark.benchmark
 
@@ -62,7 +62,7 @@ def _users(path: Path, n: int) -> Path:
 
 def _run(tmp_path: Path, rate: float, users: int) -> dict[str, float]:
     faults = Faults(latency=LATENCY, quota=QUOTA)
-    with EmulatedPool(faults=faults) as emulated:
+    with FaultyPool(faults=faults) as emulated:
         pool_id = emulated.seed(
             SCHEMA_JSON, [{"username": f"u{i:05d}"} for i in range(users)]
         )
@@ -166,7 +166,7 @@ def _boto3_loop(
 
 def _baselines() -> Iterator[dict[str, object]]:
     for mode in ("legacy", "standard", "adaptive"):
-        with EmulatedPool(faults=Faults(latency=LATENCY, quota=QUOTA)) as emulated:
+        with FaultyPool(faults=Faults(latency=LATENCY, quota=QUOTA)) as emulated:
             pool_id = emulated.seed(
                 SCHEMA_JSON, [{"username": f"u{i:05d}"} for i in range(600)]
             )

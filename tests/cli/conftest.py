@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from migrate.sandbox import EmulatedPool, Faults
+from migrate.sandbox import EmulatedPool
+from tests.support.faults import Faults, FaultyPool
 
 
 @pytest.fixture(autouse=True)
@@ -19,5 +20,5 @@ def _in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def pool() -> Iterator[EmulatedPool]:
     """An emulated Cognito endpoint without throttling, counting every call."""
-    with EmulatedPool(faults=Faults(quota=None)) as emulated:
+    with FaultyPool(faults=Faults(quota=None)) as emulated:
         yield emulated

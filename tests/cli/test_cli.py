@@ -19,7 +19,7 @@ import pytest
 
 from migrate import __version__
 from migrate.cli import cli
-from migrate.sandbox import EmulatedPool, Faults
+from migrate.sandbox import EmulatedPool
 from tests.cli.helpers import (
     BACKFILL,
     FAKE_AWS_ENV,
@@ -39,6 +39,7 @@ from tests.cli.helpers import (
     write,
 )
 from tests.conftest import MAPPINGS, SAMPLES
+from tests.support.faults import Faults, FaultyPool
 
 # --- help and entry points ------------------------------------------------------------
 
@@ -636,7 +637,7 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
     long = "x" * 65
     with (
         pytest.MonkeyPatch.context() as patch,
-        EmulatedPool(faults=Faults(quota=None)) as pool,
+        FaultyPool(faults=Faults(quota=None)) as pool,
     ):
         # Module scope runs before the function-scoped autouse fixtures.
         for name, value in FAKE_AWS_ENV.items():

@@ -12,8 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 from migrate.cli import cli
-from migrate.sandbox import EmulatedPool, Faults
+from migrate.sandbox import EmulatedPool
 from tests.conftest import MAPPINGS, SAMPLES
+from tests.support.faults import Faults, FaultyPool
 
 SCHEMA = json.loads((SAMPLES / "pool-schema.json").read_text())
 WRITES = ("AdminUpdateUserAttributes", "AdminDeleteUserAttributes")
@@ -21,7 +22,7 @@ WRITES = ("AdminUpdateUserAttributes", "AdminDeleteUserAttributes")
 
 @pytest.fixture
 def pool() -> Iterator[EmulatedPool]:
-    with EmulatedPool(faults=Faults(quota=None, list_quota=None)) as emulated:
+    with FaultyPool(faults=Faults(quota=None, list_quota=None)) as emulated:
         yield emulated
 
 
@@ -300,7 +301,7 @@ def test_rollback_of_a_partial_job_restores_only_what_was_written(
     tmp_path: Path,
 ) -> None:
     faults = Faults(quota=None, list_quota=None, error_rate=0.5, seed=3)
-    with EmulatedPool(faults=faults) as pool:
+    with FaultyPool(faults=faults) as pool:
         pool_id = seed_tenants(pool, 40)
         before = snapshot_frame(pool, pool_id, tmp_path / "before.parquet")
         data = write_input(

@@ -15,7 +15,7 @@ import pytest
 
 from tests.cli.helpers import real_run_args
 from tests.conftest import MAPPINGS
-from tests.functional.served import served_sandbox, subprocess_env
+from tests.support.served import served_sandbox, subprocess_env
 
 ROWS = 400
 

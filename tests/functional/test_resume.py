@@ -43,12 +43,13 @@ from migrate.records import (
     Status,
     WorkItem,
 )
-from migrate.sandbox import EmulatedPool, Faults
+from migrate.sandbox import EmulatedPool
 from migrate.schema import load_schema_file
 from migrate.source import SourceOptions
 from tests.conftest import MAPPINGS, SAMPLES, BeforeBatchWrites
-from tests.functional.served import served_sandbox, stop, subprocess_env
 from tests.support.fake_cognito import FakeCognito
+from tests.support.faults import Faults, FaultyPool
+from tests.support.served import served_sandbox, stop, subprocess_env
 
 SCHEMA_FILE = SAMPLES / "pool-schema.json"
 SCHEMA = json.loads(SCHEMA_FILE.read_text())
@@ -452,7 +453,7 @@ def statuses(path: Path) -> dict[str, int]:
 
 @pytest.fixture
 def pool() -> Iterator[EmulatedPool]:
-    with EmulatedPool(faults=Faults(quota=None)) as emulated:
+    with FaultyPool(faults=Faults(quota=None)) as emulated:
         yield emulated
 
 

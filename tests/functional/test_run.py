@@ -12,9 +12,10 @@ import pytest
 from click.testing import CliRunner
 
 from migrate.cli import cli
-from migrate.sandbox import EmulatedPool, Faults
+from migrate.sandbox import EmulatedPool
 from tests.conftest import MAPPINGS, SAMPLES
 from tests.support.fake_cognito import FakeCognito
+from tests.support.faults import Faults, FaultyPool
 
 SCHEMA = json.loads((SAMPLES / "pool-schema.json").read_text())
 
@@ -31,7 +32,7 @@ def users_csv(path: Path, n: int, *, extra: str = "") -> Path:
 
 @pytest.fixture
 def pool() -> Iterator[EmulatedPool]:
-    with EmulatedPool(faults=Faults(quota=None)) as emulated:
+    with FaultyPool(faults=Faults(quota=None)) as emulated:
         yield emulated
 
 
@@ -153,7 +154,7 @@ def test_unknown_users_fail_alone(pool: EmulatedPool, tmp_path: Path) -> None:
 
 
 def test_throttling_is_absorbed(tmp_path: Path) -> None:
-    with EmulatedPool(faults=Faults(quota=20.0)) as pool:
+    with FaultyPool(faults=Faults(quota=20.0)) as pool:
         pool_id = seed(pool, 60)
         data = users_csv(tmp_path / "in.csv", 60)
         args = run_args(pool, pool_id, tmp_path)
@@ -168,7 +169,7 @@ def test_throttling_is_absorbed(tmp_path: Path) -> None:
 
 def test_injected_faults_lose_nothing(tmp_path: Path) -> None:
     faults = Faults(quota=None, error_rate=0.05, drop_rate=0.05, seed=7)
-    with EmulatedPool(faults=faults) as pool:
+    with FaultyPool(faults=faults) as pool:
         pool_id = seed(pool, 200)
         data = users_csv(tmp_path / "in.csv", 200)
         result = invoke(

@@ -17,7 +17,7 @@ from migrate.cognito import ClientConfig, UserPage, UserPool, make_client
 from migrate.errors import ConfigError, FatalError, SourceError
 from migrate.ratelimit import FakeClock
 from migrate.records import CallError
-from migrate.sandbox import EmulatedPool, Faults
+from migrate.sandbox import EmulatedPool
 from migrate.schema import load_schema_file
 from migrate.snapshot import (
     SNAPSHOT_FIXED,
@@ -27,6 +27,7 @@ from migrate.snapshot import (
     take_snapshot,
 )
 from tests.conftest import SAMPLES
+from tests.support.faults import Faults, FaultyPool
 
 if TYPE_CHECKING:
     from mypy_boto3_cognito_idp import CognitoIdentityProviderClient
@@ -69,7 +70,7 @@ def client_for(pool: EmulatedPool) -> CognitoIdentityProviderClient:
 
 @pytest.fixture(scope="module")
 def emulated() -> Iterator[tuple[EmulatedPool, str]]:
-    with EmulatedPool(faults=Faults(list_quota=None)) as pool:
+    with FaultyPool(faults=Faults(list_quota=None)) as pool:
         pool_id = pool.seed(SCHEMA, user_rows(USERS))
         client_for(pool).admin_disable_user(UserPoolId=pool_id, Username=DISABLED)
         yield pool, pool_id
@@ -203,7 +204,7 @@ def test_list_users_page_returns_users_and_classified_errors(
     )
     with pytest.raises(ValueError, match="limit must be between 1 and 60, got 61"):
         users.list_users_page(None, limit=61)
-    with EmulatedPool(faults=Faults(list_quota=1)) as pool:
+    with FaultyPool(faults=Faults(list_quota=1)) as pool:
         pool_id = pool.create_pool(SCHEMA)
         throttled = UserPool(client_for(pool), pool_id=pool_id, api="admin")
         pages = [throttled.list_users_page(None) for _ in range(3)]
@@ -274,7 +275,7 @@ def test_attributes_outside_the_columns_are_counted(
 
 
 def test_an_empty_pool_gives_an_empty_snapshot(tmp_path: Path) -> None:
-    with EmulatedPool(faults=Faults(list_quota=None)) as pool:
+    with FaultyPool(faults=Faults(list_quota=None)) as pool:
         pool_id = pool.create_pool(SCHEMA)
         users = UserPool(client_for(pool), pool_id=pool_id, api="admin")
         result = snapshot(users, tmp_path / "pool.csv")
@@ -289,7 +290,7 @@ def test_an_empty_pool_gives_an_empty_snapshot(tmp_path: Path) -> None:
 
 def test_throttling_slows_down_and_still_completes(tmp_path: Path) -> None:
     # Real time: the emulated quota (5/s, burst 5) runs on the real clock.
-    with EmulatedPool(faults=Faults(list_quota=5)) as pool:
+    with FaultyPool(faults=Faults(list_quota=5)) as pool:
         pool_id = pool.seed(SCHEMA, user_rows(100))
         users = UserPool(client_for(pool), pool_id=pool_id, api="admin")
         path = tmp_path / "pool.parquet"

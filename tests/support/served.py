@@ -1,7 +1,7 @@
 """The emulated pool in a process of its own, for tests that run the CLI as one.
 
 A run that is killed or sent a signal must be a real process, and then so must
-the pool it talks to: ``python -m migrate.sandbox serve`` on 127.0.0.1.
+the pool it talks to: ``python -m tests.support.endpoint serve`` on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.conftest import SAMPLES
+from tests.conftest import ROOT, SAMPLES
 
 
 def subprocess_env() -> dict[str, str]:
@@ -49,15 +49,21 @@ def served_sandbox(
     """(endpoint, pool id) of a served pool seeded with ``users``, no quotas."""
     port_file = users.with_name(f"{users.stem}.endpoint")
     log = users.with_name(f"{users.stem}.sandbox.log")
+    # `-m tests.support...` needs the repository on the path, wherever the
+    # tests were started from.
+    env = subprocess_env()
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(ROOT), env.get("PYTHONPATH")])
+    )
     with open(log, "wb") as output:
         server = subprocess.Popen(
             [
-                *(sys.executable, "-m", "migrate.sandbox", "serve"),
+                *(sys.executable, "-m", "tests.support.endpoint", "serve"),
                 *("--schema", str(schema), "--users", str(users)),
                 *("--port-file", str(port_file), "--latency", str(latency)),
                 *("--quota", "none", "--list-quota", "none"),
             ],
-            env=subprocess_env(),
+            env=env,
             stdout=output,
             stderr=subprocess.STDOUT,
         )
