@@ -199,8 +199,15 @@ def outcomes_to_frame(
 
 
 def _escape_formula(expr: pl.Expr) -> pl.Expr:
-    """Prefix cells a spreadsheet would run as a formula with a single quote."""
-    dangerous = expr.str.contains(_FORMULA_START) & ~expr.str.contains(_HARMLESS)
+    """Prefix cells a spreadsheet would run as a formula with a single quote.
+
+    Leading quotes are looked through, so "'=x" gets one as well as "=x": then
+    reading the report back (migrate.source) removes one quote exactly where
+    this added one, and every value comes back as it was, a formula included
+    (which the checks then refuse).
+    """
+    bare = expr.str.strip_chars_start("'")
+    dangerous = bare.str.contains(_FORMULA_START) & ~bare.str.contains(_HARMLESS)
     return pl.when(dangerous).then(pl.lit("'") + expr).otherwise(expr)
 
 
@@ -221,9 +228,9 @@ def csv_safe(frame: pl.DataFrame) -> pl.DataFrame:
         for name, dtype in frame.schema.items()
         if dtype == pl.String and name not in _OWN_TEXT
     ]
-    # Most columns hold no cell that even starts like a formula; skipping them
-    # halves the cost of writing a CSV report.
-    starts = frame.select(pl.col(strings).str.contains(_FORMULA_START).any())
+    # Most columns hold no cell that even starts like a formula (or a quote,
+    # which may hide one); skipping them halves the cost of writing a CSV report.
+    starts = frame.select(pl.col(strings).str.contains(r"^[=+\-@\t\r']").any())
     risky = [name for name in strings if starts[name].item()]
     return frame.with_columns(
         _escape_formula(pl.col(name)).alias(name) for name in risky

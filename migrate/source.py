@@ -16,28 +16,48 @@ stays flat however big the file, and every piece can be checked on its own:
 When a piece fails, Python's csv module re-reads just that piece to name the
 row and column at fault. The csv module also checks the header and the first
 rows in open_source, so most mistakes are reported before any batch is read.
+
+JSON lines files (one object per line; the first line's keys are the columns)
+are read in pieces of whole lines the same way. Parquet and JSON numbers become
+text here: a float that is a whole number as the whole number (5.0 -> "5"); a
+NaN or infinite float has no text, so its cell is null and a companion column
+(``cell_problem_col``) says why, which makes the row invalid.
+
+A report of ours given as input (a failures report) is read as the input it
+was made from: its input columns under their original names, and in CSV
+without the quote the writer put before cells a spreadsheet would run.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import re
+import stat
+import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal, TypeVar
 
 import polars as pl
+from polars.io.plugins import register_io_source
 
 from migrate.errors import ConfigError, SourceError
 from migrate.records import REPORT_COLUMNS, REPORT_INPUT_PREFIX, ROW
 
-Format = Literal["csv", "parquet"]
+# The CSV report writer's formula guard, which reading a report undoes: one
+# definition of what it escapes.
+from migrate.report import _FORMULA_START, _HARMLESS
+
+Format = Literal["csv", "parquet", "jsonl"]
 FrameT = TypeVar("FrameT", pl.DataFrame, pl.LazyFrame)
 
 _CSV_SUFFIXES: Final = frozenset({".csv", ".tsv", ".txt"})
 _PARQUET_SUFFIXES: Final = frozenset({".parquet", ".pq"})
+# .json too: the report writer writes JSON lines under that name.
+_JSONL_SUFFIXES: Final = frozenset({".jsonl", ".ndjson", ".json"})
 _PARQUET_MAGIC: Final = b"PAR1"
 _BOM: Final = b"\xef\xbb\xbf"
 _QUOTE: Final = '"'
@@ -52,6 +72,15 @@ _MAX_PIECE_BYTES: Final = 256 << 20
 # Rows of a Parquet file read at a time.
 _PARQUET_PIECE_ROWS: Final = 100_000
 _READ_CHUNK: Final = 1 << 20
+# Bytes read at open to recognise what a file really is.
+_SNIFF_BYTES: Final = 64 << 10
+# Of those, bytes whose NUL pattern tells UTF-16/32 without a byte-order mark.
+_NUL_SAMPLE: Final = 4096
+#: Prefix of the companion column a batch carries for a column whose cells may
+#: have no text form (floats of Parquet and JSON lines).
+CELL_PROBLEM_PREFIX: Final = "__cell_problem:"
+# Floats up to this size are exact integers when they have no fraction.
+_EXACT_FLOAT_INTEGERS: Final = float(2**53)
 _LONE_CR: Final = re.compile(r"\r(?!\n)")
 # Stands in for a lone \r while the csv module reads a line: decoding with
 # surrogateescape only ever yields \udc80-\udcff, so it cannot clash with data.
@@ -65,21 +94,32 @@ _QUOTING_HINT: Final = (
 )
 
 
+def cell_problem_col(column: str) -> str:
+    """Batch column holding, per row, why ``column``'s cell has no text (or null)."""
+    return CELL_PROBLEM_PREFIX + column
+
+
 @dataclass(frozen=True, kw_only=True)
 class SourceOptions:
-    """How to read the input file."""
+    """How to read the input file; ``check`` says what no file can be read with."""
 
     #: One ASCII character separating CSV fields.
     delimiter: str = ","
     #: Rows per batch yielded by Source.batches().
     batch_size: int = 50_000
-    #: None: from the extension (.csv/.tsv/.txt, .parquet/.pq), else by content.
+    #: None: from the extension (.csv/.tsv/.txt, .parquet/.pq, .jsonl/.ndjson/
+    #: .json), else by content.
     format: Format | None = None
     #: Parse the whole CSV file once in open_source, so that a bad row anywhere
     #: in it is reported there rather than when batches() reaches it.
     verify: bool = False
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
+        """Raise ConfigError for options no file can be read with.
+
+        open_source calls it first: every command reads its input through
+        open_source, so each one reports a bad --delimiter the same way.
+        """
         delimiter = self.delimiter
         if (
             not isinstance(delimiter, str)
@@ -99,8 +139,10 @@ class SourceOptions:
             raise ConfigError(
                 f"the batch size must be at least 1 row, got {self.batch_size}"
             )
-        if self.format not in (None, "csv", "parquet"):
-            raise ConfigError(f"the format must be csv or parquet, got {self.format!r}")
+        if self.format not in (None, "csv", "parquet", "jsonl"):
+            raise ConfigError(
+                f"the format must be csv, parquet or jsonl, got {self.format!r}"
+            )
 
 
 class Source:
@@ -135,18 +177,31 @@ class Source:
         self._parquet_schema = parquet_schema
         self._row_count = row_count
         self._projection: dict[str, str] | None = None
+        self._unquote = False
 
-    def project(self, names: Mapping[str, str]) -> None:
-        """From now on, yield only these columns, renamed (file name -> name)."""
+    def project(self, names: Mapping[str, str], *, unquote: bool = False) -> None:
+        """From now on, yield only these columns, renamed (file name -> name).
+
+        ``unquote``: remove one leading "'" from every value, undoing the CSV
+        report writer's formula guard (see migrate.report.csv_safe).
+        """
         self._projection = dict(names)
+        self._unquote = unquote
         self.columns = list(names.values())
 
     def _projected(self, frame: FrameT) -> FrameT:
         if self._projection is None:
             return frame
-        return frame.select(
-            pl.col(ROW), *(pl.col(a).alias(b) for a, b in self._projection.items())
-        )
+        present = set(frame.collect_schema().names())
+        columns: list[pl.Expr] = [pl.col(ROW)]
+        for old, new in self._projection.items():
+            value = _unquoted(pl.col(old)) if self._unquote else pl.col(old)
+            columns.append(value.alias(new))
+            if cell_problem_col(old) in present:
+                columns.append(
+                    pl.col(cell_problem_col(old)).alias(cell_problem_col(new))
+                )
+        return frame.select(columns)
 
     def __repr__(self) -> str:
         return (
@@ -156,13 +211,22 @@ class Source:
     def batches(self) -> Iterator[pl.DataFrame]:
         """Yield the rows in order, batch_size at a time, as ROW + text columns.
 
-        A bad row deep in a CSV file raises SourceError when its piece of the
-        file is reached (unless open_source verified the whole file).
+        Float columns of Parquet (and every column of JSON lines) come with
+        their ``cell_problem_col``. A bad row deep in a CSV or JSON lines file
+        raises SourceError when its piece of the file is reached (unless
+        open_source verified the whole file).
         """
-        frames = (
-            self._parquet_frames() if self.format == "parquet" else self._csv_frames()
+        return (
+            self._projected(b)
+            for b in _rebatch(self._frames(), self.options.batch_size)
         )
-        return (self._projected(b) for b in _rebatch(frames, self.options.batch_size))
+
+    def _frames(self) -> Iterator[pl.DataFrame]:
+        if self.format == "parquet":
+            return self._parquet_frames()
+        if self.format == "jsonl":
+            return self._jsonl_frames()
+        return self._csv_frames()
 
     def scan(self) -> pl.LazyFrame:
         """The whole file as a LazyFrame with the schema of batches().
@@ -182,10 +246,9 @@ class Source:
                 row_index_offset=1,
                 glob=False,
                 hive_partitioning=False,
-            ).select(
-                pl.col(ROW).cast(pl.Int64),
-                *(_as_text(name, dtype) for name, dtype in schema.items()),
-            )
+            ).select(pl.col(ROW).cast(pl.Int64), *_text_columns(schema))
+        if self.format == "jsonl":
+            return self._scan_jsonl()
         return pl.scan_csv(
             self.path,
             # We parsed the header ourselves (BOM, duplicates); polars skips it,
@@ -206,6 +269,8 @@ class Source:
         """Collect a query built on scan(), turning read errors into SourceError."""
         try:
             return query.collect(engine="streaming")
+        except SourceError:
+            raise
         except (pl.exceptions.PolarsError, OSError) as exc:
             raise self._explain(exc) from None
 
@@ -267,8 +332,8 @@ class Source:
         self._row_count = first_row - 1
 
     def _verify(self) -> None:
-        """Parse and check the whole CSV file once, without keeping any of it."""
-        for _ in self._csv_frames():
+        """Parse and check the whole file once, without keeping any of it."""
+        for _ in self._frames():
             pass
 
     def _locate(
@@ -294,13 +359,17 @@ class Source:
     def _explain(self, exc: BaseException) -> SourceError:
         """The SourceError for a failed scan() query."""
         cause = _first_line(exc)
-        if self.format == "parquet" or isinstance(exc, OSError):
-            what = "as Parquet" if self.format == "parquet" else "as CSV"
-            return SourceError(f"could not be read {what} ({cause})", path=self._shown)
-        try:
-            self._verify()  # finds the row at fault, if we can
-        except SourceError as found:
-            return found
+        if self.format != "parquet" and not isinstance(exc, OSError):
+            try:
+                self._verify()  # finds the row at fault, if we can
+            except SourceError as found:
+                return found
+        if self.format != "csv" or isinstance(exc, OSError):
+            what = {"csv": "CSV", "parquet": "Parquet", "jsonl": "JSON lines"}
+            return SourceError(
+                f"could not be read as {what[self.format]} ({cause})",
+                path=self._shown,
+            )
         return SourceError(
             f"could not be read as CSV ({cause}); check the quoting and the delimiter",
             path=self._shown,
@@ -321,7 +390,7 @@ class Source:
             query = (
                 pl.scan_parquet(self.path, glob=False, hive_partitioning=False)
                 .slice(start, _PARQUET_PIECE_ROWS)
-                .select(_as_text(name, dtype) for name, dtype in schema.items())
+                .select(_text_columns(schema))
             )
             try:
                 frame = query.collect()
@@ -330,63 +399,215 @@ class Source:
             frame.insert_column(0, _row_numbers(start + 1, frame.height))
             yield frame
 
+    # --- JSON lines -----------------------------------------------------------
+
+    def _jsonl_read(self) -> list[str]:
+        """The keys turned into columns: a report's own columns are not."""
+        if self._projection is not None:
+            return list(self._projection)
+        return self._file_columns
+
+    def _jsonl_schema(self) -> dict[str, pl.DataType]:
+        schema: dict[str, pl.DataType] = {ROW: pl.Int64()}
+        schema.update(dict.fromkeys(self._jsonl_read(), pl.String()))
+        for name in self._jsonl_read():
+            schema[cell_problem_col(name)] = pl.String()
+        return schema
+
+    def _jsonl_frames(self) -> Iterator[pl.DataFrame]:
+        """Parse the file a piece of whole lines at a time; check; number rows."""
+        header = self._file_columns
+        read = self._jsonl_read()
+        first_row = 1
+        for piece, first in _line_pieces(self.path, self._shown):
+            if first:
+                piece = piece.removeprefix(_BOM)
+            if not piece:
+                continue
+            lines = piece.count(b"\n") + (0 if piece.endswith(b"\n") else 1)
+            # Polars skips empty lines, which would shift every row number.
+            if _has_empty_line(piece):
+                raise self._locate_json(piece, first_row, None)
+            try:
+                frame = pl.read_ndjson(io.BytesIO(piece), infer_schema_length=None)
+            except (pl.exceptions.PolarsError, OSError) as exc:
+                raise self._locate_json(piece, first_row, exc) from None
+            if frame.height != lines:
+                raise self._locate_json(piece, first_row, None)
+            extra = [name for name in frame.columns if name not in header]
+            if extra:
+                raise self._locate_key(piece, first_row, extra[0])
+            columns: list[pl.Expr] = []
+            for name in read:
+                dtype = frame.schema.get(name)
+                if dtype is None or dtype == pl.Null:
+                    columns.append(pl.lit(None, dtype=pl.String).alias(name))
+                    columns.append(
+                        pl.lit(None, dtype=pl.String).alias(cell_problem_col(name))
+                    )
+                    continue
+                if dtype.is_nested():
+                    at = int(frame.get_column(name).is_not_null().arg_true()[0])
+                    raise SourceError(
+                        "holds a list or an object; only strings, numbers, "
+                        "true/false and null can be migrated",
+                        path=self._shown,
+                        row=first_row + at,
+                        column=name,
+                    )
+                columns += _text_columns({name: dtype})
+                if not dtype.is_float():
+                    columns.append(
+                        pl.lit(None, dtype=pl.String).alias(cell_problem_col(name))
+                    )
+            frame = frame.select(columns)
+            frame.insert_column(0, _row_numbers(first_row, frame.height))
+            first_row += frame.height
+            yield frame
+        self._row_count = first_row - 1
+
+    def _scan_jsonl(self) -> pl.LazyFrame:
+        """The JSON lines frames as a LazyFrame, streamed (read again per query)."""
+
+        def frames(
+            with_columns: list[str] | None,
+            predicate: pl.Expr | None,
+            n_rows: int | None,
+            batch_size: int | None,
+        ) -> Iterator[pl.DataFrame]:
+            left = n_rows
+            for frame in self._jsonl_frames():
+                if with_columns is not None:
+                    frame = frame.select(with_columns)
+                if predicate is not None:
+                    frame = frame.filter(predicate)
+                if left is not None:
+                    frame = frame.head(left)
+                    left -= frame.height
+                yield frame
+                if left is not None and left <= 0:
+                    return
+
+        return register_io_source(frames, schema=self._jsonl_schema())
+
+    def _locate_json(
+        self, piece: bytes, first_row: int, exc: BaseException | None
+    ) -> SourceError:
+        """The SourceError for a JSON lines piece polars could not read."""
+        ends = piece.count(b"\n")
+        for offset, line in enumerate(piece.split(b"\n")):
+            if offset == ends and not line.strip():
+                break  # after the last line end
+            row = first_row + offset
+            if not line.strip():
+                return SourceError(
+                    "is an empty line; delete it", path=self._shown, row=row
+                )
+            problem = _json_line_problem(line)
+            if problem is not None:
+                return SourceError(problem, path=self._shown, row=row)
+        cause = _first_line(exc) if exc is not None else "lines were skipped"
+        return SourceError(
+            f"could not be read as JSON lines ({cause}) from row {first_row}",
+            path=self._shown,
+        )
+
+    def _locate_key(self, piece: bytes, first_row: int, key: str) -> SourceError:
+        for offset, line in enumerate(piece.split(b"\n")):
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and key in record:
+                return SourceError(
+                    f"has the key {key!r}, which the first line does not have; "
+                    "every line must have the first line's keys (null for none)",
+                    path=self._shown,
+                    row=first_row + offset,
+                    column=key,
+                )
+        return SourceError(
+            f"has the key {key!r}, which the first line does not have",
+            path=self._shown,
+        )
+
 
 def open_source(path: str | Path, options: SourceOptions | None = None) -> Source:
     """Open the input file, checking up front everything that is cheap to check."""
     options = options or SourceOptions()
+    options.check()
     shown = str(path)
     file = Path(path)
     try:
-        size = file.stat().st_size
+        info = file.stat()
     except FileNotFoundError:
         raise SourceError("file not found; check the path", path=shown) from None
     except OSError as exc:
         raise SourceError(f"cannot be read ({exc.strerror})", path=shown) from None
-    if file.is_dir():
+    if stat.S_ISDIR(info.st_mode):
         raise SourceError(
             "is a directory; give the path of a CSV or Parquet file", path=shown
         )
+    if not stat.S_ISREG(info.st_mode):
+        # Opening a named pipe with no writer would block forever, and the
+        # input is read more than once (checks, then batches).
+        raise SourceError(
+            f"is {_special_kind(info.st_mode)}, not a regular file; the input is "
+            "read more than once, so save it to a file first",
+            path=shown,
+        )
     try:
         with file.open("rb") as handle:
-            head = handle.read(len(_PARQUET_MAGIC))
+            head = handle.read(_SNIFF_BYTES)
     except OSError as exc:
         raise SourceError(
             f"cannot be read ({exc.strerror}); check the file's permissions",
             path=shown,
         ) from None
-    if size == 0:
+    if info.st_size == 0:
         raise SourceError(
             "the file is empty; expected a header row naming the columns", path=shown
         )
-    if _resolve_format(file, head, options) == "parquet":
-        return _as_input(_open_parquet(file, shown, options))
-    if head == _PARQUET_MAGIC:
+    format = _resolve_format(file, head, options)
+    if format == "parquet":
+        return _open_parquet(file, shown, options)
+    if head.startswith(_PARQUET_MAGIC):
         raise SourceError(
-            "looks like a Parquet file (it starts with PAR1), not CSV; "
+            "looks like a Parquet file (it starts with PAR1), not "
+            f"{'JSON lines' if format == 'jsonl' else 'CSV'}; "
             "rename it to .parquet or pass --format parquet",
             path=shown,
         )
-    return _as_input(_open_csv(file, shown, options))
+    problem = _not_text(file, head)
+    if problem is not None:
+        raise SourceError(problem, path=shown)
+    if format == "jsonl":
+        return _open_jsonl(file, shown, options)
+    if b"\r" in head and b"\n" not in head:
+        raise SourceError(
+            "has old Mac line endings (CR only, no line feeds), so it reads as "
+            "one line; convert them, e.g. tr '\\r' '\\n' < FILE > FIXED.csv",
+            path=shown,
+        )
+    return _open_csv(file, shown, options)
 
 
-def _as_input(source: Source) -> Source:
-    """Read a report of ours as the input it was made from.
+def _report_columns(columns: list[str]) -> dict[str, str] | None:
+    """For a report of ours: its input columns (report name -> original name).
 
-    A per-user report carries the input's columns after its own, with those
-    whose names clash with a report column written as "input:<name>". Such a
-    file (typically a failures-only report) is read as those input columns,
-    under their original names, so it is valid input for the same mapping.
+    A per-user report starts with REPORT_COLUMNS, then carries the input's
+    columns, those whose names clash with a report column written as
+    "input:<name>". None when ``columns`` are not a report's.
     """
-    if not set(REPORT_COLUMNS) <= set(source.columns):
-        return source
-    names: dict[str, str] = {}
-    for column in source.columns[len(REPORT_COLUMNS) :]:
-        original = column.removeprefix(REPORT_INPUT_PREFIX)
-        names[column] = original
+    count = len(REPORT_COLUMNS)
+    if tuple(columns[:count]) != REPORT_COLUMNS:
+        return None
+    names = {
+        column: column.removeprefix(REPORT_INPUT_PREFIX) for column in columns[count:]
+    }
     if len(set(names.values())) != len(names):
-        return source
-    source.project(names)
-    return source
+        return None
+    return names
 
 
 # --- opening ------------------------------------------------------------------
@@ -400,7 +621,11 @@ def _resolve_format(file: Path, head: bytes, options: SourceOptions) -> Format:
         return "csv"
     if suffix in _PARQUET_SUFFIXES:
         return "parquet"
-    return "parquet" if head == _PARQUET_MAGIC else "csv"
+    if suffix in _JSONL_SUFFIXES:
+        return "jsonl"
+    if head.startswith(_PARQUET_MAGIC):
+        return "parquet"
+    return "jsonl" if head.removeprefix(_BOM).lstrip().startswith(b"{") else "csv"
 
 
 def _open_csv(file: Path, shown: str, options: SourceOptions) -> Source:
@@ -430,6 +655,9 @@ def _open_csv(file: Path, shown: str, options: SourceOptions) -> Source:
         options=options,
         row_count=result.rows if result.complete else None,
     )
+    report = _report_columns(source.columns)
+    if report is not None:
+        source.project(report, unquote=True)
     if options.verify:
         source._verify()
     return source
@@ -438,14 +666,17 @@ def _open_csv(file: Path, shown: str, options: SourceOptions) -> Source:
 def _open_parquet(file: Path, shown: str, options: SourceOptions) -> Source:
     try:
         with file.open("rb") as handle:
-            head = handle.read(len(_PARQUET_MAGIC))
+            head = handle.read(_SNIFF_BYTES)
             handle.seek(-min(len(_PARQUET_MAGIC), file.stat().st_size), io.SEEK_END)
             tail = handle.read()
     except OSError as exc:
         raise SourceError(f"cannot be read ({exc.strerror})", path=shown) from None
-    if head != _PARQUET_MAGIC:
+    if not head.startswith(_PARQUET_MAGIC):
+        kind = _binary_kind(file, head)
         raise SourceError(
-            "is not a Parquet file (no PAR1 magic); is it CSV? "
+            f"is not a Parquet file: it {kind}"
+            if kind is not None
+            else "is not a Parquet file (no PAR1 magic); is it CSV? "
             "rename it to .csv or pass --format csv",
             path=shown,
         )
@@ -473,13 +704,18 @@ def _open_parquet(file: Path, shown: str, options: SourceOptions) -> Source:
     problem = _name_problem(list(schema), shown)
     if problem is not None:
         raise problem
+    report = _report_columns(list(schema))
+    if report is not None:
+        # Only the input columns are read: the report's own list columns
+        # (changed, deleted) have no text form.
+        schema = {name: schema[name] for name in report}
     for name, dtype in schema.items():
         reason = _unreadable_type(dtype)
         if reason is not None:
             raise SourceError(reason, path=shown, column=name)
     if rows == 0:
         raise SourceError("has columns but no rows; nothing to migrate", path=shown)
-    return Source(
+    source = Source(
         path=file,
         shown=shown,
         format="parquet",
@@ -488,6 +724,52 @@ def _open_parquet(file: Path, shown: str, options: SourceOptions) -> Source:
         parquet_schema=schema,
         row_count=rows,
     )
+    if report is not None:
+        source.project(report)
+    return source
+
+
+def _open_jsonl(file: Path, shown: str, options: SourceOptions) -> Source:
+    """Open JSON lines: the first line's keys are the columns, in order."""
+    try:
+        with file.open("rb") as handle:
+            first = handle.readline(_MAX_PIECE_BYTES).removeprefix(_BOM)
+    except OSError as exc:
+        raise SourceError(f"cannot be read ({exc.strerror})", path=shown) from None
+    if not first.strip():
+        raise SourceError(
+            "the first line is empty; JSON lines input has one object per line, "
+            "starting on the first line",
+            path=shown,
+        )
+    if first.lstrip().startswith(b"["):
+        raise SourceError(
+            "is one JSON array, not JSON lines (one object per line); convert it, "
+            "e.g. jq -c '.[]' FILE > FILE.jsonl",
+            path=shown,
+        )
+    problem = _json_line_problem(first)
+    if problem is not None:
+        if first.strip() == b"{":
+            problem += "; is it pretty-printed JSON? write one object per line"
+        raise SourceError(problem, path=shown, row=1)
+    columns = list(json.loads(first))
+    if not columns:
+        raise SourceError(
+            "the first object has no keys; nothing to migrate", path=shown
+        )
+    named = _name_problem(columns, shown)
+    if named is not None:
+        raise named
+    source = Source(
+        path=file, shown=shown, format="jsonl", columns=columns, options=options
+    )
+    report = _report_columns(columns)
+    if report is not None:
+        source.project(report)
+    if options.verify:
+        source._verify()
+    return source
 
 
 def _unreadable_type(dtype: pl.DataType) -> str | None:
@@ -501,11 +783,38 @@ def _unreadable_type(dtype: pl.DataType) -> str | None:
     return None
 
 
+def _text_columns(schema: Mapping[str, pl.DataType]) -> list[pl.Expr]:
+    """Each column as text, plus a ``cell_problem_col`` for each float column."""
+    columns: list[pl.Expr] = []
+    for name, dtype in schema.items():
+        columns.append(_as_text(name, dtype))
+        if dtype.is_float():
+            columns.append(_float_problem(pl.col(name)).alias(cell_problem_col(name)))
+    return columns
+
+
 def _as_text(name: str, dtype: pl.DataType) -> pl.Expr:
-    """Column ``name`` as text: numbers as polars prints them, times as ISO 8601."""
+    """Column ``name`` as text: numbers as polars prints them, times as ISO 8601.
+
+    A float with no fraction is the whole number it holds: a float column is
+    often an integer column that had a missing value on its way through
+    pandas, and 5.0 there means 5. NaN and infinity have no text (null).
+    """
     column = pl.col(name)
     if dtype == pl.String:
         return column
+    if dtype.is_float():
+        finite = column.is_finite()
+        whole = (
+            finite & (column == column.floor()) & (column.abs() < _EXACT_FLOAT_INTEGERS)
+        )
+        return (
+            pl.when(whole)
+            .then(column.cast(pl.Int64).cast(pl.String))
+            .when(finite)
+            .then(column.cast(pl.String))
+            .alias(name)
+        )
     if isinstance(dtype, pl.Datetime):
         zone = "%:z" if dtype.time_zone else ""
         return column.dt.to_string(f"%Y-%m-%dT%H:%M:%S%.f{zone}")
@@ -513,6 +822,33 @@ def _as_text(name: str, dtype: pl.DataType) -> pl.Expr:
         # A plain cast drops the fraction of a second.
         return column.dt.to_string("%H:%M:%S%.f")
     return column.cast(pl.String)
+
+
+def _float_problem(column: pl.Expr) -> pl.Expr:
+    """Why a float cell has no text: NaN or infinity; null for every other."""
+    return (
+        pl.when(column.is_nan())
+        .then(pl.lit("NaN (not a number)"))
+        .when(column.is_infinite() & (column > 0))
+        .then(pl.lit("inf (infinity)"))
+        .when(column.is_infinite())
+        .then(pl.lit("-inf (minus infinity)"))
+    )
+
+
+def _unquoted(value: pl.Expr) -> pl.Expr:
+    """A CSV report cell as it was before the writer's formula guard.
+
+    migrate.report puts "'" before a cell that, after its own leading quotes,
+    starts like a formula; so one "'" comes off exactly such cells.
+    """
+    bare = value.str.strip_chars_start("'")
+    guarded = (
+        value.str.starts_with("'")
+        & bare.str.contains(_FORMULA_START)
+        & ~bare.str.contains(_HARMLESS)
+    )
+    return pl.when(guarded).then(value.str.slice(1)).otherwise(value)
 
 
 def _name_problem(names: list[str], shown: str) -> SourceError | None:
@@ -593,6 +929,176 @@ def _last_record_end(buffer: bytes) -> tuple[int, int]:
         if before % 2 == 0 and not buffer.startswith(_BOM, end + 1):
             return end + 1, before
     return 0, total
+
+
+def _line_pieces(file: Path, shown: str) -> Iterator[tuple[bytes, bool]]:
+    """(piece, is the first) for runs of whole lines (JSON lines files).
+
+    A JSON string cannot hold a raw line break, so every "\n" ends a record.
+    Blank lines at the very end of the file are dropped; others are kept (and
+    refused by the reader, as they would shift the row numbers).
+    """
+    held: bytes | None = None
+    first = True
+    pending = b""
+    try:
+        with file.open("rb") as handle:
+            while data := handle.read(_PIECE_BYTES):
+                buffer = pending + data if pending else data
+                cut = buffer.rfind(b"\n") + 1
+                if cut == 0 and len(buffer) < _MAX_PIECE_BYTES:
+                    pending = buffer  # a line longer than a piece
+                    continue
+                cut = cut or len(buffer)
+                if held is not None:
+                    yield held, first
+                    first = False
+                held = buffer[:cut]
+                pending = buffer[cut:]
+    except OSError as exc:
+        raise SourceError(f"could not be read ({exc.strerror})", path=shown) from None
+    last = (held or b"") + pending
+    stripped = last.rstrip(b" \t\r\n")
+    yield (stripped + b"\n" if stripped else b""), first
+
+
+def _has_empty_line(piece: bytes) -> bool:
+    """True if a line of ``piece`` (before its last line end) is empty."""
+    return piece.startswith((b"\n", b"\r\n")) or b"\n\n" in piece or b"\n\r\n" in piece
+
+
+def _json_line_problem(line: bytes) -> str | None:
+    """Why one line of a JSON lines file is not a JSON object, or None."""
+    try:
+        record = json.loads(line)
+    except UnicodeDecodeError as exc:
+        return f"has the invalid byte 0x{line[exc.start]:02X}; {_UTF8_HINT}"
+    except json.JSONDecodeError as exc:
+        return (
+            f"is not valid JSON ({exc.msg} at character {exc.pos + 1}); "
+            "JSON lines input has one complete object per line"
+        )
+    except ValueError as exc:
+        return f"is not valid JSON ({exc})"
+    if not isinstance(record, dict):
+        return "is not a JSON object; JSON lines input has one object per line"
+    return None
+
+
+# --- what a file really is ----------------------------------------------------
+
+_ZIP_MAGIC: Final = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
+_OLE2_MAGIC: Final = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+# Compressed formats: magic bytes, name, how to decompress.
+_COMPRESSED: Final = (
+    (b"\x1f\x8b", "gzip", "gunzip -k FILE"),
+    (b"BZh", "bzip2", "bunzip2 -k FILE"),
+    (b"\xfd7zXZ\x00", "xz", "unxz -k FILE"),
+    (b"\x28\xb5\x2f\xfd", "zstd", "unzstd FILE"),
+)
+# Byte-order marks, longest first (UTF-32 LE starts like UTF-16 LE).
+_BOMS: Final = (
+    (b"\xff\xfe\x00\x00", "UTF-32LE", "UTF-32 (little-endian)"),
+    (b"\x00\x00\xfe\xff", "UTF-32BE", "UTF-32 (big-endian)"),
+    (b"\xff\xfe", "UTF-16LE", "UTF-16 (little-endian)"),
+    (b"\xfe\xff", "UTF-16BE", "UTF-16 (big-endian)"),
+)
+# Which byte of every 4 is NUL in ASCII text, per encoding without a BOM.
+_NUL_PATTERNS: Final = (
+    ((False, True, True, True), "UTF-32LE", "UTF-32 (little-endian)"),
+    ((True, True, True, False), "UTF-32BE", "UTF-32 (big-endian)"),
+    ((False, True, False, True), "UTF-16LE", "UTF-16 (little-endian)"),
+    ((True, False, True, False), "UTF-16BE", "UTF-16 (big-endian)"),
+)
+
+
+def _special_kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
+
+
+def _not_text(file: Path, head: bytes) -> str | None:
+    """Why a file given as CSV or JSON lines is not UTF-8 text, or None.
+
+    Named by its magic bytes or its encoding, so that the advice fits: an Excel
+    workbook needs exporting, UTF-16 converting, gzip decompressing; none of
+    them is helped by the generic "not UTF-8" hint a later check would give.
+    """
+    kind = _binary_kind(file, head)
+    if kind is not None:
+        return kind
+    for bom, code, label in _BOMS:
+        if head.startswith(bom):
+            return (
+                f"is {label} text (it starts with a byte-order mark), not UTF-8: "
+                f"re-export it as UTF-8, or convert it: iconv -f {code[:6]} -t UTF-8"
+            )
+    sample = head[:_NUL_SAMPLE]
+    sample = sample[: len(sample) - len(sample) % 4]
+    if len(sample) < 8 or sample.count(0) * 4 < len(sample):
+        return None
+    # ASCII text in UTF-16/32 is mostly NUL bytes at fixed places of each unit.
+    quarter = len(sample) // 4
+    zeros = [sample[i::4].count(0) / quarter for i in range(4)]
+    for pattern, code, label in _NUL_PATTERNS:
+        if all(
+            (share > 0.7) if nul else (share < 0.1)
+            for share, nul in zip(zeros, pattern, strict=True)
+        ):
+            return (
+                f"looks like {label} text (every "
+                f"{'other' if code.startswith('UTF-16') else 'fourth'} byte is "
+                f"text, the rest NUL), not UTF-8: re-export it as UTF-8, or "
+                f"convert it: iconv -f {code} -t UTF-8"
+            )
+    return None
+
+
+def _binary_kind(file: Path, head: bytes) -> str | None:
+    """What a binary file is, from its magic bytes, as advice; None if unknown."""
+    for magic, name, command in _COMPRESSED:
+        if head.startswith(magic):
+            return (
+                f"is {name}-compressed; decompress it first ({command}) and give "
+                "the file inside"
+            )
+    if head.startswith(_ZIP_MAGIC):
+        return _zip_kind(file)
+    if head.startswith(_OLE2_MAGIC):
+        return (
+            "is an Excel 97-2003 workbook (.xls) or another old Office file: open "
+            "it and save the sheet as CSV UTF-8 (or export it to Parquet)"
+        )
+    if head.startswith(b"SQLite format 3\x00"):
+        return "is a SQLite database (a job file?), not an input file"
+    if head.startswith(b"%PDF-"):
+        return "is a PDF document, not a table of users"
+    return None
+
+
+def _zip_kind(file: Path) -> str:
+    try:
+        with zipfile.ZipFile(file) as archive:
+            names = archive.namelist()
+            mimetype = archive.read("mimetype")[:100] if "mimetype" in names else b""
+    except (zipfile.BadZipFile, OSError, KeyError):
+        names, mimetype = [], b""
+    if any(name.startswith("xl/") for name in names):
+        return (
+            "is an Excel workbook (.xlsx): open it and save the sheet as CSV "
+            "UTF-8 (or export it to Parquet)"
+        )
+    if b"opendocument.spreadsheet" in mimetype:
+        return (
+            "is an OpenDocument spreadsheet (.ods): open it and save the sheet as "
+            "CSV UTF-8 (or export it to Parquet)"
+        )
+    return "is a ZIP archive; extract the file from it first (unzip FILE)"
 
 
 def _rebatch(frames: Iterator[pl.DataFrame], size: int) -> Iterator[pl.DataFrame]:
