@@ -30,12 +30,28 @@ from migrate.records import (
     problem_col,
     value_col,
 )
+from migrate.source import cell_problem_col
 from migrate.transforms import PROBLEM, TRANSFORMS, VALUE, TransformOptions
 
 UserKey = Literal["username", "sub", "email", "phone_number"]
 Api = Literal["admin", "token"]
 BlankPolicy = Literal["skip", "delete", "error"]
 DuplicatesPolicy = Literal["error", "last"]
+#: When a verified flag is sent: only in a request that also sets its attribute
+#: (the default), or whenever it has a value (a deliberate choice).
+FlagWhen = Literal["with_attribute", "always"]
+
+#: The verified flags and the attribute each one vouches for.
+VERIFIED_FLAGS: abc.Mapping[str, str] = MappingProxyType(
+    {"email_verified": "email", "phone_number_verified": "phone_number"}
+)
+
+#: Characters no attribute value may hold: C0 controls but tab, line feed and
+#: carriage return (an address has several lines), DEL, and C1 controls. They
+#: come from broken exports, Cognito may refuse or store them, and they corrupt
+#: the CSV files, logs and ID tokens that carry the value on.
+CONTROL_CHARACTERS = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"
+_CONTROL = re.compile(CONTROL_CHARACTERS)
 
 #: Prefixes of custom attribute names, as the user-pool APIs spell them.
 CUSTOM_PREFIXES: tuple[str, ...] = ("dev:custom:", "custom:")
@@ -58,9 +74,11 @@ _ATTRIBUTE_KEYS = (
     "map",
     "region",
     "format",
+    "when",
 )
 _SOURCES = ("column", "value", "template")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_TOKEN_USE = "[options] token_column"
 _MAX_LISTED_COLUMNS = 30
 
 
@@ -79,6 +97,8 @@ class AttributeRule:
     region: str | None = None
     #: Input layout of the date and epoch transforms (strftime codes).
     format: str | None = None
+    #: Verified flags only: when the flag is sent (see FlagWhen).
+    when: FlagWhen = "with_attribute"
 
     def source_columns(self) -> tuple[str, ...]:
         """The input columns this rule reads."""
@@ -145,9 +165,23 @@ class Mapping:
         )
 
     def apply(self, batch: pl.DataFrame) -> pl.DataFrame:
-        """The batch as ROW, USER, [TOKEN], then each attribute's value and problem."""
+        """The batch as ROW, USER, [TOKEN], then each attribute's value and problem.
+
+        Also ``cell_col(USER)`` and ``cell_col(name)`` per attribute: why a cell
+        the value comes from has no text form (a NaN in a float column), or null.
+        """
         if any(column not in batch.columns for column in self.source_columns()):
             self.check_columns(batch.columns, source="the input")
+        # Only float columns of Parquet and JSON lines carry cell problems.
+        absent = [
+            cell_problem_col(column)
+            for column in self.source_columns()
+            if cell_problem_col(column) not in batch.columns
+        ]
+        if absent:
+            batch = batch.with_columns(
+                pl.lit(None, dtype=pl.String).alias(name) for name in absent
+            )
         # One chunk per column: polars zips columns whose chunks differ (as a
         # batch function's output and the streaming engine's do) very slowly.
         frame = batch.lazy().select(self._plan.sources).collect().rechunk()
@@ -162,7 +196,7 @@ class Mapping:
     def _column_uses(self) -> list[tuple[str, str]]:
         uses = [(self.user_column, "[user] column")]
         if self.token_column is not None:
-            uses.append((self.token_column, "[options] token_column"))
+            uses.append((self.token_column, _TOKEN_USE))
         for name, rule in self.attributes.items():
             label = _table("attributes", name)
             if rule.column is not None:
@@ -186,6 +220,11 @@ class _Plan:
     sources: list[pl.Expr]
     steps: list[tuple[list[pl.Expr], list[pl.Expr]]]
     outputs: list[pl.Expr]
+
+
+def cell_col(name: str) -> str:
+    """Mapped-frame column: the cell problem behind ``name`` (an attribute or USER)."""
+    return f"?{name}"
 
 
 def _original_col(attribute: str) -> str:
@@ -233,6 +272,18 @@ def _source(rule: AttributeRule) -> pl.Expr:
     return pl.when(~all_blank & (joined.str.len_bytes() > 0)).then(joined)
 
 
+def _cell_problem(rule: AttributeRule) -> pl.Expr:
+    """The problem of the first cell the rule reads that has no text form."""
+    if rule.column is not None:
+        return pl.col(cell_problem_col(rule.column))
+    if rule.template is not None:
+        return pl.coalesce(
+            pl.concat_str(pl.lit(f"column {name!r}: "), pl.col(cell_problem_col(name)))
+            for name in template_fields(rule.template)
+        )
+    return pl.lit(None, dtype=pl.String)
+
+
 def _finish_value(value: pl.Expr, rule: AttributeRule) -> pl.Expr:
     """The map, then "" becomes blank: an empty value would delete the attribute."""
     if rule.map:
@@ -241,14 +292,20 @@ def _finish_value(value: pl.Expr, rule: AttributeRule) -> pl.Expr:
 
 
 def _compile(mapping: Mapping) -> _Plan:
-    sources = [pl.col(ROW), _stripped_key(mapping.user_column).alias(USER)]
+    sources = [
+        pl.col(ROW),
+        _stripped_key(mapping.user_column).alias(USER),
+        pl.col(cell_problem_col(mapping.user_column)).alias(cell_col(USER)),
+    ]
     outputs = [pl.col(ROW), pl.col(USER)]
     if mapping.token_column is not None:
         sources.append(_stripped_key(mapping.token_column).alias(TOKEN))
         outputs.append(pl.col(TOKEN))
+    outputs.append(pl.col(cell_col(USER)))
     for name, rule in mapping.attributes.items():
         source = _source(rule)
         sources.append(source.alias(value_col(name)))
+        sources.append(_cell_problem(rule).alias(cell_col(name)))
         if rule.transform:
             sources.append(source.alias(_original_col(name)))
             sources.append(pl.lit(None, dtype=pl.String).alias(problem_col(name)))
@@ -285,7 +342,11 @@ def _compile(mapping: Mapping) -> _Plan:
             )
         else:
             problem = pl.lit(None, dtype=pl.String)
-        outputs += [value.alias(value_col(name)), problem.alias(problem_col(name))]
+        outputs += [
+            value.alias(value_col(name)),
+            problem.alias(problem_col(name)),
+            pl.col(cell_col(name)),
+        ]
     return _Plan(sources=sources, steps=steps, outputs=outputs)
 
 
@@ -470,7 +531,8 @@ class _Loader:
                 "the mapping sets no attributes and deletes none: add an"
                 ' [attributes."<name>"] table or a [delete] attributes list'
             )
-        return Mapping(
+        _check_flags(attributes)
+        mapping = Mapping(
             path=self.path,
             user_column=column,
             user_as=user_as,  # type: ignore[arg-type]
@@ -482,6 +544,8 @@ class _Loader:
             delete=delete,
             client_metadata=MappingProxyType(metadata),
         )
+        _check_token_column(mapping)
+        return mapping
 
     # -- structure
 
@@ -619,6 +683,7 @@ class _Loader:
         else:
             template = self._template(body["template"], label)
         transform = self._transforms(body.get("transform"), label)
+        when = self._when(body, name, label)
         rule = AttributeRule(
             name=name,
             column=column,
@@ -628,6 +693,7 @@ class _Loader:
             map=self._map(body.get("map"), label),
             region=self._option(body, "region", transform, label),
             format=self._option(body, "format", transform, label),
+            when=when,
         )
         for transform_name in transform:
             check = TRANSFORMS[transform_name].check
@@ -635,6 +701,22 @@ class _Loader:
             if problem is not None:
                 raise _Invalid(f"{label} {problem}")
         return rule
+
+    @staticmethod
+    def _when(body: dict[str, object], name: str, label: str) -> FlagWhen:
+        if "when" not in body:
+            return "with_attribute"
+        value = body["when"]
+        if name not in VERIFIED_FLAGS:
+            flags = " and ".join(VERIFIED_FLAGS)
+            raise _Invalid(f"{label} when is only for the verified flags ({flags})")
+        choices = get_args(FlagWhen)
+        if value not in choices:
+            shown = repr(value) if isinstance(value, str) else _kind(value)
+            raise _Invalid(
+                f"{label} when = {shown} is not allowed; use one of: {_one_of(choices)}"
+            )
+        return value  # type: ignore[return-value]
 
     @staticmethod
     def _constant(value: object, name: str, label: str) -> str:
@@ -648,6 +730,9 @@ class _Loader:
                 f"{label} value is empty, which would delete {name} from every user;"
                 " list it in [delete] attributes instead"
             )
+        control = control_character(value)
+        if control is not None:
+            raise _Invalid(f"{label} value holds {control}; remove it")
         return value
 
     @staticmethod
@@ -661,6 +746,9 @@ class _Loader:
             raise _Invalid(
                 f"{label} template {template!r} is malformed ({exc}); {advice}"
             ) from None
+        control = control_character(template)
+        if control is not None:
+            raise _Invalid(f"{label} template holds {control}; remove it")
         names = [name for _, name, _, _ in parsed if name is not None]
         if not names:
             raise _Invalid(
@@ -779,6 +867,49 @@ class _Loader:
                     f" write {key} = {_as_toml_string(value)}"
                 )
         return {key: str(value) for key, value in table.items()}
+
+
+def control_character(text: str) -> str | None:
+    """The first control character of ``text`` (see CONTROL_CHARACTERS), described."""
+    found = _CONTROL.search(text)
+    if found is None:
+        return None
+    return (
+        f"the control character U+{ord(found.group()):04X} at position"
+        f" {found.start() + 1}"
+    )
+
+
+def _check_flags(attributes: abc.Mapping[str, AttributeRule]) -> None:
+    """A flag sent only with its attribute needs that attribute in the mapping."""
+    for flag, attribute in VERIFIED_FLAGS.items():
+        rule = attributes.get(flag)
+        if rule is None or rule.when == "always" or attribute in attributes:
+            continue
+        raise _Invalid(
+            f"{_table('attributes', flag)} is sent only in a request that also sets"
+            f" {attribute}, and this mapping does not set {attribute}, so it would"
+            f" never be sent. To mark users' current {attribute} verified (or not)"
+            f' without checking it, say so: add when = "always"'
+        )
+
+
+def _check_token_column(mapping: Mapping) -> None:
+    """The token column authorises calls; no other part of the mapping may read it.
+
+    Any other use would send the token to the pool, store it in the job file
+    and show it in dry-run examples and report messages.
+    """
+    token = mapping.token_column
+    if token is None:
+        return
+    for column, key in mapping._column_uses():
+        if column == token and key != _TOKEN_USE:
+            raise _Invalid(
+                f"{key} {column!r} is the token column ([options] token_column):"
+                " an access token only authorises the call and is never written to"
+                " the pool, the job file or the report; read another column"
+            )
 
 
 def _check_constants(mapping: Mapping) -> None:

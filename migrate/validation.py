@@ -15,8 +15,14 @@ pass over the user keys (hashed, so memory stays small) before validation starts
 
 Number attributes are checked as integers: Cognito's own number constraints are
 whole numbers and ID tokens carry the value as a string, and a value Cognito might
-reject is worse than one caught here (map decimals to a String attribute).
+reject is worse than one caught here (map decimals to a String attribute). Text
+is checked as written: "5.0" in a CSV is refused, not rounded (a float column of
+Parquet or JSON lines already reads 5.0 as "5", see migrate.source).
 DateTime attributes must be ISO 8601 dates or date-times.
+
+No value may hold a control character (see mapping.CONTROL_CHARACTERS), and a
+cell the source could not turn into text (a NaN or infinite float) makes its
+row invalid (``not_finite``) instead of being sent as "NaN" or skipped.
 """
 
 from __future__ import annotations
@@ -31,7 +37,13 @@ from typing import Final
 import polars as pl
 
 from migrate.errors import MappingError
-from migrate.mapping import AttributeRule, Mapping
+from migrate.mapping import (
+    CONTROL_CHARACTERS,
+    VERIFIED_FLAGS,
+    AttributeRule,
+    Mapping,
+    cell_col,
+)
 from migrate.records import (
     ERROR_CODE,
     ERROR_MESSAGE,
@@ -50,6 +62,7 @@ SUPERSEDED_BY: Final = "__superseded_by"
 
 #: Problem codes, in priority order: ERROR_CODE is the first that applies.
 CODES: Final[tuple[str, ...]] = (
+    "not_finite",
     "missing_user",
     "bad_user_key",
     "missing_token",
@@ -57,6 +70,7 @@ CODES: Final[tuple[str, ...]] = (
     "transform",
     "blank_value",
     "required_blank",
+    "control_character",
     "too_long",
     "too_short",
     "not_a_number",
@@ -96,7 +110,7 @@ TOKEN_PATTERN: Final = r"^[A-Za-z0-9_=.-]+$"
 _NOT_IN_USERNAME = r"[\s\p{C}]"
 _ASCII_SPACE_CONTROL = [chr(c) for c in range(0x21)] + ["\x7f"]
 
-_VERIFIED_FLAGS = {"email_verified": "email", "phone_number_verified": "phone_number"}
+_VERIFIED_FLAGS = VERIFIED_FLAGS
 _MESSAGE_TRIGGERS = ("CustomMessage", "CustomEmailSender", "CustomSMSSender")
 _UNWRITABLE = {
     "sub": "sub is the user's permanent id, assigned by Cognito: it cannot be written",
@@ -461,13 +475,41 @@ class _Check:
 
 
 def _preview(value: pl.Expr) -> pl.Expr:
-    """The value quoted for a message, cut to PREVIEW_CHARS characters."""
+    """The value quoted for a message, cut to PREVIEW_CHARS characters.
+
+    Control characters show as U+FFFD: a message must not carry a NUL or an
+    escape sequence into the report, the summary or a terminal.
+    """
     cut = (
         pl.when(value.str.len_chars() > PREVIEW_CHARS)
         .then(pl.concat_str(value.str.slice(0, PREVIEW_CHARS), pl.lit("…")))
         .otherwise(value)
     )
-    return pl.concat_str(pl.lit("'"), cut, pl.lit("'"))
+    shown = cut.str.replace_all(CONTROL_CHARACTERS, "\ufffd")
+    return pl.concat_str(pl.lit("'"), shown, pl.lit("'"))
+
+
+#: After the cell problem ("NaN (not a number)") in a not_finite message.
+_NOT_FINITE: Final = (
+    " in a floating-point column is no value: store a null for a missing value "
+    "(or fix the number)"
+)
+
+
+def _control_code(value: pl.Expr) -> pl.Expr:
+    """Last two hex digits of the first control character's code point.
+
+    Every control character is U+0000 to U+009F: one UTF-8 byte (its code) or,
+    for U+0080 to U+009F, two (C2 and its code).
+    """
+    found = value.str.extract(f"({CONTROL_CHARACTERS})", 1)
+    return found.str.encode("hex").str.slice(-2).str.to_uppercase()
+
+
+def _control_position(value: pl.Expr) -> pl.Expr:
+    """1-based character position of the first control character."""
+    before = value.str.extract(f"^(.*?){CONTROL_CHARACTERS}", 1)
+    return before.str.len_chars() + 1
 
 
 def _message(prefix: str, *parts: str | pl.Expr) -> pl.Expr:
@@ -499,11 +541,14 @@ class Validator:
         self.counts: Counter[str] = Counter()
         self._checks = self._compile()
         self._problem_columns = [problem_col(a) for a in mapping.attributes]
+        self._problem_columns += [cell_col(USER)]
+        self._problem_columns += [cell_col(a) for a in mapping.attributes]
 
     def validate(self, mapped: pl.DataFrame) -> pl.DataFrame:
         """The mapped batch plus ERROR_CODE, ERROR_MESSAGE and SUPERSEDED_BY."""
         dups = self.duplicates.lookup(mapped[ROW])
-        # A rule that cannot fail (a constant) may come without a problem column.
+        # A rule that cannot fail (a constant) may come without a problem column,
+        # and a frame not made by Mapping.apply without cell problem columns.
         absent = [c for c in self._problem_columns if c not in mapped.columns]
         frame = mapped.with_columns(
             dups[_OTHERS],
@@ -587,13 +632,19 @@ class Validator:
         user_as = mapping.user_as
         key = pl.col(USER)
         where = f", column '{mapping.user_column}' -> user: "
+        cell = pl.col(cell_col(USER))
         checks = [
+            _Check(
+                "not_finite",
+                cell.is_not_null(),
+                _message(where, cell, _NOT_FINITE),
+            ),
             _Check(
                 "missing_user",
                 # USER is stripped by the mapping, so blank means "" or null.
-                key.is_null() | (key == ""),
+                (key.is_null() | (key == "")) & cell.is_null(),
                 _message(where, f"blank; every row needs a {user_as}"),
-            )
+            ),
         ]
         too_long = key.str.len_chars() > MAX_USER_KEY
         suspect_form: pl.Expr | None = None
@@ -695,12 +746,21 @@ class Validator:
             where = f", value -> {name}: "
         value = pl.col(value_col(name))
         problem = pl.col(problem_col(name))
+        cell = pl.col(cell_col(name))
         attribute = self.schema.get(name)
         blank = self.mapping.blank
         checks = [
-            _Check("transform", problem.is_not_null(), _message(where, problem)),
+            _Check(
+                "not_finite", cell.is_not_null(), _message(where, cell, _NOT_FINITE)
+            ),
+            _Check(
+                "transform",
+                problem.is_not_null() & cell.is_null(),
+                _message(where, problem),
+            ),
         ]
-        is_blank = value.is_null() & problem.is_null()
+        # A cell with no text form reads as blank; it is not_finite only.
+        is_blank = value.is_null() & problem.is_null() & cell.is_null()
         if blank == "error":
             checks.append(
                 _Check(
@@ -722,7 +782,7 @@ class Validator:
                 )
             )
         # Value checks only where there is a value the transform accepted.
-        present = value.is_not_null() & problem.is_null()
+        present = value.is_not_null() & problem.is_null() & cell.is_null()
         return checks + [
             _Check(
                 c.code,
@@ -761,6 +821,23 @@ def _value_checks(
             ),
             # A string never has more characters than UTF-8 bytes.
             suspect=value.str.len_bytes() > limit,
+        )
+    )
+    checks.append(
+        _Check(
+            "control_character",
+            value.str.contains(CONTROL_CHARACTERS),
+            _message(
+                where,
+                "holds the control character U+00",
+                _control_code(value),
+                " at position ",
+                _control_position(value),
+                " (",
+                quoted,
+                "); Cognito may refuse or store it, and it breaks CSV files and "
+                "logs: fix the export",
+            ),
         )
     )
     min_length = attribute.min_length if attribute is not None else None
@@ -861,6 +938,8 @@ def _number_checks(
     # overflows past 19 digits, which the exact test then judges.
     parsed = value.str.to_integer(strict=False)
     quoted = _preview(value)
+    # "5.0" typed in a text file: say which whole number was probably meant.
+    whole = value.str.extract(r"^\s*([+-]?[0-9]+)\.0+\s*$", 1)
     checks = [
         _Check(
             "not_a_number",
@@ -869,6 +948,9 @@ def _number_checks(
                 where,
                 quoted,
                 " is not a whole number (Cognito Number attributes hold integers)",
+                pl.when(whole.is_not_null())
+                .then(pl.concat_str(pl.lit("; write '"), whole, pl.lit("'")))
+                .otherwise(pl.lit("")),
             ),
             suspect=parsed.is_null() | value.str.starts_with("+"),
         )

@@ -16,11 +16,13 @@ from migrate.mapping import (
     AttributeRule,
     Mapping,
     attribute_name_problem,
+    cell_col,
     load_mapping,
     parse_mapping,
     template_fields,
 )
 from migrate.records import ROW, TOKEN, USER, problem_col, value_col
+from migrate.source import cell_problem_col
 from migrate.transforms import TRANSFORMS
 from tests.conftest import MAPPINGS, SAMPLES
 
@@ -513,6 +515,7 @@ def test_load_keeps_every_setting() -> None:
         format = "%d/%m/%Y"
         [attributes.email_verified]
         value = "true"
+        when = "always"
         [delete]
         attributes = ["custom:legacy_flag", "dev:custom:internal_id"]
         [client_metadata]
@@ -538,6 +541,8 @@ def test_load_keeps_every_setting() -> None:
     assert loaded.attributes["custom:plan"].map == {"gold": "enterprise"}
     assert loaded.attributes["birthdate"].format == "%d/%m/%Y"
     assert loaded.attributes["email_verified"].value == "true"
+    assert loaded.attributes["email_verified"].when == "always"
+    assert loaded.attributes["phone_number"].when == "with_attribute"
     assert loaded.delete == ("custom:legacy_flag", "dev:custom:internal_id")
     assert loaded.client_metadata == {"source": "crm"}
     assert loaded.source_columns() == (
@@ -603,8 +608,9 @@ def test_shipped_mapping_applies_to_the_samples(path: Path) -> None:
     assert result.height == batch.height
     assert result.get_column(ROW).to_list() == batch.get_column(ROW).to_list()
     expected = [ROW, USER] + ([TOKEN] if loaded.api == "token" else [])
+    expected.append(cell_col(USER))
     for name in loaded.attributes:
-        expected += [value_col(name), problem_col(name)]
+        expected += [value_col(name), problem_col(name), cell_col(name)]
     assert result.columns == expected
 
 
@@ -774,8 +780,10 @@ def test_apply_user_and_token() -> None:
         ROW,
         USER,
         TOKEN,
+        cell_col(USER),
         value_col("custom:tenant_id"),
         problem_col("custom:tenant_id"),
+        cell_col("custom:tenant_id"),
     ]
     assert result.get_column(USER).to_list() == ["ada", None, None, None]
     assert result.get_column(TOKEN).to_list() == ["tok-1", "tok-2", None, None]
@@ -806,7 +814,7 @@ def test_apply_column_blank_means_null() -> None:
 
 def test_apply_constant() -> None:
     result = mapping(
-        USER_TABLE + '[attributes.email_verified]\nvalue = "true"\n'
+        USER_TABLE + '[attributes.email_verified]\nvalue = "true"\nwhen = "always"\n'
     ).apply(frame(username=["a", "b"]))
     assert values(result, "email_verified") == [("true", None), ("true", None)]
 
@@ -965,3 +973,141 @@ def test_apply_is_total_and_keeps_rows(column: list[str | None]) -> None:
             if cell is None or not cell.strip(UNICODE_WHITE_SPACE):
                 assert (value, problem) == (None, None)
             assert value != ""
+
+
+# --- the token column is only ever the token ------------------------------------
+
+TOKEN_OPTIONS = '[options]\napi = "token"\ntoken_column = "access_token"\n'
+PLAN_FROM_TOKEN = (
+    "{key} 'access_token' is the token column ([options] token_column): an access"
+    " token only authorises the call and is never written to the pool, the job"
+    " file or the report; read another column"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        (
+            USER_TABLE
+            + TOKEN_OPTIONS
+            + '[attributes."custom:plan"]\ncolumn = "access_token"\n',
+            '[attributes."custom:plan"] column',
+        ),
+        # A map passes values it does not list through: the token with them.
+        (
+            USER_TABLE
+            + TOKEN_OPTIONS
+            + '[attributes."custom:plan"]\ncolumn = "access_token"\n'
+            + 'map = { gold = "enterprise" }\n',
+            '[attributes."custom:plan"] column',
+        ),
+        (
+            USER_TABLE
+            + TOKEN_OPTIONS
+            + '[attributes.name]\ntemplate = "{first_name} {access_token}"\n',
+            "[attributes.name] template field",
+        ),
+        (
+            USER_TABLE
+            + TOKEN_OPTIONS
+            + '[attributes.name]\ntemplate = "{access_token}"\n',
+            "[attributes.name] template field",
+        ),
+        (
+            '[user]\ncolumn = "access_token"\n'
+            + TOKEN_OPTIONS
+            + '[attributes."custom:plan"]\ncolumn = "plan"\n',
+            "[user] column",
+        ),
+    ],
+    ids=["column", "column-with-map", "template", "template-alone", "user-column"],
+)
+def test_the_token_column_cannot_be_read_as_data(text: str, key: str) -> None:
+    # Read as data, the token would be written to the pool, stored in the job
+    # file's sent column and shown in dry-run examples and report messages.
+    with pytest.raises(MappingError) as caught:
+        mapping(text)
+    assert str(caught.value) == "m.toml: " + PLAN_FROM_TOKEN.format(key=key)
+
+
+def test_a_map_value_naming_the_token_column_is_only_text() -> None:
+    # Map values are literal text, not columns: nothing reads the token.
+    loaded = mapping(
+        USER_TABLE
+        + TOKEN_OPTIONS
+        + '[attributes."custom:plan"]\ncolumn = "plan"\n'
+        + 'map = { gold = "access_token" }\n'
+    )
+    result = loaded.apply(
+        frame(username=["a"], access_token=["tok-secret"], plan=["gold"])
+    )
+    assert values(result, "custom:plan") == [("access_token", None)]
+
+
+def test_without_token_api_a_column_named_like_a_token_is_data() -> None:
+    loaded = mapping(
+        USER_TABLE + '[attributes."custom:plan"]\ncolumn = "access_token"\n'
+    )
+    assert loaded.token_column is None
+
+
+# --- control characters in constants --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            USER_TABLE + '[attributes."custom:plan"]\nvalue = "gold\\u0000"\n',
+            '[attributes."custom:plan"] value holds the control character U+0000 at'
+            " position 5; remove it",
+        ),
+        (
+            USER_TABLE + '[attributes.name]\ntemplate = "{first}\\u001b[2J{last}"\n',
+            "[attributes.name] template holds the control character U+001B at"
+            " position 8; remove it",
+        ),
+    ],
+)
+def test_constants_with_control_characters_are_refused(text: str, message: str) -> None:
+    with pytest.raises(MappingError) as caught:
+        mapping(text)
+    assert str(caught.value) == "m.toml: " + message
+
+
+def test_a_constant_may_hold_a_line_break() -> None:
+    # An address is several lines (OIDC formatted address).
+    loaded = mapping(USER_TABLE + '[attributes.address]\nvalue = "1 Main St\\nTown"\n')
+    assert loaded.attributes["address"].value == "1 Main St\nTown"
+
+
+# --- cells with no text form (a float column's NaN) ------------------------------
+
+
+def test_cell_problems_reach_the_attributes_that_read_them() -> None:
+    loaded = mapping(
+        USER_TABLE
+        + '[attributes."custom:seats"]\ncolumn = "seats"\n'
+        + '[attributes.name]\ntemplate = "{first} {seats}"\n'
+        + '[attributes."custom:plan"]\nvalue = "gold"\n'
+    )
+    batch = frame(
+        username=["a", "b"], seats=[None, "3"], first=["Ann", "Bob"]
+    ).with_columns(pl.Series(cell_problem_col("seats"), ["NaN (not a number)", None]))
+    result = loaded.apply(batch)
+    assert result[cell_col(USER)].to_list() == [None, None]
+    assert result[cell_col("custom:seats")].to_list() == ["NaN (not a number)", None]
+    assert result[cell_col("name")].to_list() == [
+        "column 'seats': NaN (not a number)",
+        None,
+    ]
+    assert result[cell_col("custom:plan")].to_list() == [None, None]
+
+
+def test_cell_problems_of_the_user_column() -> None:
+    loaded = mapping(USER_TABLE + '[attributes."custom:plan"]\nvalue = "gold"\n')
+    batch = frame(username=[None]).with_columns(
+        pl.Series(cell_problem_col("username"), ["inf (infinity)"])
+    )
+    assert loaded.apply(batch)[cell_col(USER)].to_list() == ["inf (infinity)"]

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from migrate.errors import MappingError
-from migrate.mapping import Mapping, load_mapping
+from migrate.mapping import Mapping, cell_col, load_mapping
 from migrate.records import (
     ERROR_CODE,
     ERROR_MESSAGE,
@@ -77,9 +77,14 @@ def batch(
     *,
     problems: dict[str, Sequence[str | None]] | None = None,
     tokens: Sequence[str | None] | None = None,
+    cells: dict[str, Sequence[str | None]] | None = None,
     first_row: int = 1,
 ) -> pl.DataFrame:
-    """A mapped frame as Mapping.apply returns it."""
+    """A mapped frame as Mapping.apply returns it.
+
+    ``cells``: cell problems by attribute (or USER), as a float column's NaN
+    gives; without them the frame has no cell columns, which validate allows.
+    """
     n = len(users)
     values = values or {}
     problems = problems or {}
@@ -96,6 +101,8 @@ def batch(
         columns[problem_col(name)] = pl.Series(
             problems.get(name, [None] * n), dtype=pl.String
         )
+    for name, cell in (cells or {}).items():
+        columns[cell_col(name)] = pl.Series(cell, dtype=pl.String)
     return pl.DataFrame(columns)
 
 
@@ -368,12 +375,34 @@ CASES: list[Case] = [
     ),
     (
         "verified_flag",
-        '[attributes.email_verified]\nvalue = "yes"\n',
+        '[attributes.email_verified]\nvalue = "yes"\nwhen = "always"\n',
         "",
         "username",
         "alice",
         {"email_verified": "yes"},
         "row 1, value -> email_verified: 'yes' must be true or false",
+    ),
+    (
+        "control_character",
+        '[attributes.name]\ncolumn = "name"\n',
+        "",
+        "username",
+        "alice",
+        {"name": "Ada\x00Lovelace"},
+        "row 1, column 'name' -> name: holds the control character U+0000 at "
+        "position 4 ('Ada\ufffdLovelace'); Cognito may refuse or store it, and it "
+        "breaks CSV files and logs: fix the export",
+    ),
+    (
+        "not_finite",
+        SEATS,
+        "",
+        "username",
+        "alice",
+        {"custom:seats": None},
+        "row 1, column 'seats' -> custom:seats: NaN (not a number) in a "
+        "floating-point column is no value: store a null for a missing value (or "
+        "fix the number)",
     ),
 ]
 
@@ -402,12 +431,17 @@ def test_each_problem_code(
         else None
     )
     tokens: list[str | None] | None = [None] if code == "missing_token" else None
+    # A NaN cell arrives as no value plus its cell problem.
+    cells: dict[str, Sequence[str | None]] | None = (
+        {"custom:seats": ["NaN (not a number)"]} if code == "not_finite" else None
+    )
     frame = batch(
         m,
         [key],
         {a: [v] for a, v in values.items()},
         problems=problems,
         tokens=tokens,
+        cells=cells,
     )
     v = validator(m, schema)
     out = v.validate(frame)
@@ -881,7 +915,7 @@ def test_email_change_warnings(tmp_path: Path, schema: PoolSchema) -> None:
 def test_other_warnings(tmp_path: Path, schema: PoolSchema) -> None:
     m = mapping(
         tmp_path,
-        PLAN + '[attributes.email_verified]\nvalue = "true"\n',
+        PLAN + '[attributes.email_verified]\nvalue = "true"\nwhen = "always"\n',
         options='blank = "delete"',
         extra='[client_metadata]\nsource = "crm"\n',
     )
@@ -947,7 +981,9 @@ def test_validate_never_raises(
 
 
 def test_constant_without_problem_column(tmp_path: Path, schema: PoolSchema) -> None:
-    m = mapping(tmp_path, '[attributes.email_verified]\nvalue = "true"\n')
+    m = mapping(
+        tmp_path, '[attributes.email_verified]\nvalue = "true"\nwhen = "always"\n'
+    )
     frame = batch(m, ["alice"], {"email_verified": ["true"]})
     out = validator(m, schema).validate(frame.drop(problem_col("email_verified")))
     assert problems_of(out) == [(None, None)]
@@ -965,3 +1001,118 @@ def test_find_duplicates_uses_the_given_collect() -> None:
     )
     assert len(seen) == 1
     assert index.rows[ROW].to_list() == [1, 2]
+
+
+# --- control characters, floats with no text, "5.0" ----------------------------------
+
+NAME = '[attributes.name]\ncolumn = "name"\n'
+
+
+@pytest.mark.parametrize(
+    ("value", "code", "position"),
+    [
+        ("\x00", "00", 1),
+        ("Ada\x01", "01", 4),
+        ("\x1b[31mred", "1B", 1),
+        ("del\x7f", "7F", 4),
+        ("ca\u0085fé", "85", 3),
+        ("é\x9f", "9F", 2),
+    ],
+)
+def test_control_characters_are_invalid(
+    tmp_path: Path, schema: PoolSchema, value: str, code: str, position: int
+) -> None:
+    m = mapping(tmp_path, NAME)
+    out = validator(m, schema).validate(batch(m, ["alice"], {"name": [value]}))
+    ((error_code, message),) = problems_of(out)
+    assert error_code == "control_character"
+    assert message is not None
+    assert f"holds the control character U+00{code} at position {position}" in message
+    # The message itself never carries the character.
+    assert not any(
+        ch in message for ch in value if ord(ch) < 32 or 127 <= ord(ch) < 160
+    )
+
+
+@pytest.mark.parametrize("value", ["a\tb", "1 Main St\nTown", "line\r\nend", "naïve ☃"])
+def test_tab_and_line_breaks_are_allowed(
+    tmp_path: Path, schema: PoolSchema, value: str
+) -> None:
+    m = mapping(tmp_path, NAME)
+    out = validator(m, schema).validate(batch(m, ["alice"], {"name": [value]}))
+    assert problems_of(out) == [(None, None)]
+
+
+def test_a_control_character_from_a_template_or_map_is_caught(
+    tmp_path: Path, schema: PoolSchema
+) -> None:
+    m = mapping(tmp_path, '[attributes.name]\ntemplate = "{first} {last}"\n')
+    out = validator(m, schema).validate(batch(m, ["alice"], {"name": ["A\x00 B"]}))
+    assert out[ERROR_CODE].to_list() == ["control_character"]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (
+            "5.0",
+            "row 1, column 'seats' -> custom:seats: '5.0' is not a whole number "
+            "(Cognito Number attributes hold integers); write '5'",
+        ),
+        (
+            "-12.000",
+            "row 1, column 'seats' -> custom:seats: '-12.000' is not a whole number "
+            "(Cognito Number attributes hold integers); write '-12'",
+        ),
+        (
+            "5.5",
+            "row 1, column 'seats' -> custom:seats: '5.5' is not a whole number "
+            "(Cognito Number attributes hold integers)",
+        ),
+    ],
+)
+def test_a_decimal_typed_for_a_number_is_refused_with_the_whole_number(
+    tmp_path: Path, schema: PoolSchema, value: str, message: str
+) -> None:
+    # Text is checked as written: "5.0" may be a decimal column exported by
+    # mistake, so it is not rounded; the message says what to write instead.
+    m = mapping(tmp_path, SEATS)
+    out = validator(m, schema).validate(batch(m, ["alice"], {"custom:seats": [value]}))
+    assert problems_of(out) == [("not_a_number", message)]
+
+
+def test_a_nan_key_is_not_finite_not_missing(
+    tmp_path: Path, schema: PoolSchema
+) -> None:
+    m = mapping(tmp_path, PLAN)
+    frame = batch(
+        m,
+        [None],
+        {"custom:plan": ["pro"]},
+        cells={USER: ["NaN (not a number)"]},
+    )
+    out = validator(m, schema).validate(frame)
+    assert problems_of(out) == [
+        (
+            "not_finite",
+            "row 1, column 'username' -> user: NaN (not a number) in a "
+            "floating-point column is no value: store a null for a missing value "
+            "(or fix the number)",
+        )
+    ]
+
+
+@pytest.mark.parametrize("blank", ["skip", "error", "delete"])
+def test_a_nan_cell_is_only_not_finite_whatever_the_blank_policy(
+    tmp_path: Path, schema: PoolSchema, blank: str
+) -> None:
+    m = mapping(tmp_path, SEATS, options=f'blank = "{blank}"')
+    frame = batch(
+        m,
+        ["alice"],
+        {"custom:seats": [None]},
+        cells={"custom:seats": ["inf (infinity)"]},
+    )
+    out = validator(m, schema).validate(frame)
+    assert out[ERROR_CODE].to_list() == ["not_finite"]
+    assert "blank" not in (out[ERROR_MESSAGE][0] or "")
