@@ -5,16 +5,26 @@ empty value (which Cognito treats as "delete this attribute"): with
 ``blank = "skip"`` the attribute is left alone, with ``blank = "delete"`` it is
 removed through the explicit delete call, with ``blank = "error"`` validation has
 already marked the row invalid.
+
+It is also where a verified flag (email_verified, phone_number_verified) is
+tied to its attribute: the flag goes into a request only when that request sets
+the attribute, and then always (even when a diff finds the flag unchanged, as
+Cognito un-verifies a changed value unless the same call says otherwise). A
+blank, deleted or unchanged attribute takes its flag out of the request, so
+nobody's current number is marked verified unchecked. ``when = "always"`` in
+the mapping sends the flag on its own too, on purpose.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 import polars as pl
 
-from migrate.mapping import Mapping
+from migrate.mapping import VERIFIED_FLAGS, Mapping
 from migrate.records import (
     DELETES,
     ERROR_CODE,
@@ -203,19 +213,65 @@ class Planner:
     #: For alias attributes (email/phone_number used to sign in): rows of the
     #: file that would give two users the same value.
     alias_duplicates: dict[str, DuplicateIndex] = field(default_factory=dict)
+    #: Per verified flag, rows whose request left it out because it did not
+    #: set the flag's attribute (see withheld_flags).
+    _withheld: Counter[str] = field(
+        default_factory=Counter, init=False, compare=False, repr=False
+    )
+    # plan() runs on several threads in a dry run.
+    _lock: threading.Lock = field(
+        default_factory=threading.Lock, init=False, compare=False, repr=False
+    )
 
     @property
     def attributes(self) -> tuple[str, ...]:
         """Attribute names the mapping sets, in mapping order."""
         return tuple(self.mapping.attributes)
 
-    def _sends(self, attribute: str) -> pl.Expr:
-        """Whether this row sends ``attribute``: it has a value that differs."""
+    def withheld_flags(self) -> dict[str, int]:
+        """Rows planned so far whose verified flag was left out, by flag.
+
+        Counts rows that would have sent the flag (it has a value, and with a
+        diff it differs) but whose request does not set the flag's attribute:
+        a blank or deleted attribute, or one a diff found unchanged. Invalid
+        and superseded rows are not counted: nothing of theirs is sent.
+        """
+        with self._lock:
+            return {flag: n for flag, n in self._withheld.items() if n}
+
+    def _differs(self, attribute: str) -> pl.Expr:
+        """Whether this row has a value for ``attribute`` that differs."""
         value = pl.col(value_col(attribute))
         if self.current is None:
             return value.is_not_null()
         current = pl.col(current_col(attribute))
         return value.is_not_null() & (current.is_null() | (current != value))
+
+    def _sends(self, attribute: str) -> pl.Expr:
+        """Whether this row's request sets ``attribute``."""
+        flagged = VERIFIED_FLAGS.get(attribute)
+        if flagged is None:
+            return self._differs(attribute)
+        present = pl.col(value_col(attribute)).is_not_null()
+        with_value = (
+            self._differs(flagged)
+            if flagged in self.mapping.attributes
+            else pl.lit(False)
+        )
+        if self.mapping.attributes[attribute].when == "always":
+            return present & (with_value | self._differs(attribute))
+        return present & with_value
+
+    def _has_value(self, attribute: str) -> pl.Expr:
+        """Whether the row holds something to set for ``attribute`` (before a diff)."""
+        value = pl.col(value_col(attribute)).is_not_null()
+        flagged = VERIFIED_FLAGS.get(attribute)
+        rule = self.mapping.attributes[attribute]
+        if flagged is None or rule.when == "always":
+            return value
+        if flagged not in self.mapping.attributes:
+            return pl.lit(False)
+        return value & pl.col(value_col(flagged)).is_not_null()
 
     def _exists(self, attribute: str) -> pl.Expr:
         """Whether the user has ``attribute`` now (always assumed without a diff)."""
@@ -238,7 +294,7 @@ class Planner:
         """
         names = self.attributes
         blank_deletes = self.mapping.blank == "delete"
-        had = [pl.col(value_col(a)).is_not_null() for a in names]
+        had = [self._has_value(a) for a in names]
         had += [pl.lit(True) for _ in self.mapping.delete]
         if blank_deletes:
             had += [pl.col(value_col(a)).is_null() for a in names]
@@ -336,9 +392,27 @@ class Planner:
             status = pl.when(condition).then(pl.lit(name)).otherwise(status)
             code = pl.when(condition).then(reason).otherwise(code)
             message = pl.when(condition).then(text).otherwise(message)
-        return frame.with_columns(
+        planned = frame.with_columns(
             status.alias(STATUS), code.alias(ERROR_CODE), message.alias(ERROR_MESSAGE)
         ).drop("__sup")
+        self._count_withheld(planned)
+        return planned
+
+    def _count_withheld(self, planned: pl.DataFrame) -> None:
+        flags = [flag for flag in VERIFIED_FLAGS if flag in self.mapping.attributes]
+        if not flags or planned.is_empty():
+            return
+        # Rows decided by policy or sent; not invalid, failed or superseded ones.
+        decided = pl.col(ERROR_CODE).is_null() | pl.col(ERROR_CODE).is_in(
+            ["unchanged", "nothing_to_change"]
+        )
+        counts = planned.select(
+            (decided & self._differs(flag) & ~self._sends(flag)).sum().alias(flag)
+            for flag in flags
+        ).row(0, named=True)
+        with self._lock:
+            for flag, n in counts.items():
+                self._withheld[flag] += int(n)
 
     def _lookup_rules(self) -> list[tuple[pl.Expr, str, pl.Expr, pl.Expr]]:
         assert self.current is not None
