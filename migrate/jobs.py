@@ -24,7 +24,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from migrate import pipeline
-from migrate.checkpoint import Fingerprint, Ledger, is_job_file, make_fingerprint
+from migrate.checkpoint import (
+    Fingerprint,
+    Ledger,
+    file_sha256,
+    is_job_file,
+    make_fingerprint,
+)
 from migrate.errors import CheckpointError, ConfigError, MigrateError, OptionsError
 from migrate.execution import (
     DEFAULT_CONCURRENCY,
@@ -439,7 +445,13 @@ def prepare_run(request: JobRequest, reporter: Reporter) -> PreparedRun:
     if job_path.exists():
         # A continued job keeps how it was made: its diff, its snapshot.
         with Ledger.open(job_path) as previous:
-            diff = diff or previous.spec().diff
+            stored = previous.spec()
+        if stored.kind != "real":
+            raise ConfigError(
+                f"job file {str(job_path)!r}: refused, it is a {stored.kind} job's "
+                "file; choose another --job path"
+            )
+        diff = diff or stored.diff
     return PreparedRun(
         job=job,
         spec=_spec_for(
@@ -733,8 +745,35 @@ def write_report(
         check_report_path(output_path, inputs)
         if spec.kind == "rollback":
             return pipeline.write_ledger_report(ledger, output_path, only=only)
+        changed = _changed_inputs(spec, ledger.info())
+        if changed:
+            # Rows rebuilt from a changed file would name the wrong users.
+            return pipeline.write_ledger_report(
+                ledger,
+                output_path,
+                only=only,
+                total_rows=spec.total_rows,
+                warnings=[
+                    f"{changed} since the job ran: this report comes from the job "
+                    "file alone, without input columns; rows the job never "
+                    "recorded are not_attempted, with no user"
+                ],
+            )
         job = _job_from_spec(spec, job_path)
         return pipeline.write_report(job, ledger, output_path, only=only)
+
+
+def _changed_inputs(spec: JobSpec, stored: dict[str, str]) -> str | None:
+    """What changed of the files a job was made from, or None when nothing did."""
+    for role, path, key in (
+        ("the input file", spec.input_path, "input_sha256"),
+        ("the mapping", spec.mapping_path, "mapping_sha256"),
+    ):
+        if path is None or not Path(path).is_file():
+            return f"{role} {path} is gone"
+        if file_sha256(path) != stored.get(key):
+            return f"{role} {path} changed"
+    return None
 
 
 # --- rollback ----------------------------------------------------------------------

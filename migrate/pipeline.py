@@ -582,10 +582,16 @@ def describe_status(ledger: Ledger, *, now: Callable[[], float] = time.time) -> 
     spec = ledger.spec()
     counts = ledger.counts()
     total = spec.total_rows
+    holder = ledger.holder()
+    if total is not None and not holder:
+        # A stopped job's rows that were never queued are not in the ledger;
+        # the run's summary and report count them not_attempted, and so does this.
+        others = sum(n for s, n in counts.items() if s != Status.NOT_ATTEMPTED)
+        if total > others:
+            counts[Status.NOT_ATTEMPTED.value] = total - others
     decided = sum(counts.values())
     lines = [f"Job: {ledger.path}", f"Input: {spec.input_path or '?'}"]
     lines.append(f"Pool: {spec.pool_id}")
-    holder = ledger.holder()
     lines.append(f"Running: {'yes, ' + holder if holder else 'no'}")
     of = f" of {total:,}" if total is not None else ""
     lines.append(f"Rows with a status: {decided:,}{of}")
@@ -685,22 +691,33 @@ def write_ledger_report(
     *,
     only: Collection[str] | None = None,
     rows: Iterable[WorkItem] = (),
+    total_rows: int | None = None,
+    warnings: Sequence[str] = (),
 ) -> Summary:
     """A report from a ledger alone (a rollback job has no input file).
 
-    ``rows`` are the work items of the job: those the ledger does not hold yet
-    are reported ``not_attempted``.
+    ``rows`` are the work items of the job, or ``total_rows`` its row count:
+    rows the ledger does not hold yet are reported ``not_attempted``.
     """
-    summary = Summary(warnings=[])
+    summary = Summary(warnings=list(warnings))
     stored = _ledger_frame(ledger.all_outcomes())
-    expected = pl.DataFrame(
-        {
-            "row": [item.row for item in rows],
-            "__key": [item.key or item.user for item in rows],
-            "__name": [item.user for item in rows],
-        },
-        schema={"row": pl.Int64, "__key": pl.String, "__name": pl.String},
-    )
+    items = list(rows)
+    if total_rows is not None:
+        expected = pl.DataFrame(
+            {"row": pl.int_range(1, total_rows + 1, eager=True)}
+        ).with_columns(
+            pl.lit(None, pl.String).alias("__key"),
+            pl.lit(None, pl.String).alias("__name"),
+        )
+    else:
+        expected = pl.DataFrame(
+            {
+                "row": [item.row for item in items],
+                "__key": [item.key or item.user for item in items],
+                "__name": [item.user for item in items],
+            },
+            schema={"row": pl.Int64, "__key": pl.String, "__name": pl.String},
+        )
     empty = pl.lit([], dtype=pl.List(pl.String))
     frame = (
         expected.join(stored, on="row", how="full", coalesce=True)

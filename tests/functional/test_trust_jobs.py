@@ -1,0 +1,280 @@
+"""What a job says is true: reports match the ledger, outcomes reach disk promptly.
+
+- A report of a job whose input changed since comes from the job file alone and
+  says so, instead of pinning outcomes on the wrong users.
+- At a low rate, an outcome is committed while the run waits for the next call,
+  not when the next outcome arrives (a kill -9 in between lost an applied write).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from migrate import jobs, pipeline
+from migrate.checkpoint import Ledger, make_fingerprint
+from migrate.execution import ExecutionConfig
+from migrate.records import CallResult, JobSpec, WorkItem
+from migrate.report import Summary
+from migrate.sandbox import EmulatedPool
+from migrate.schema import load_schema_file
+from tests.cli.helpers import BACKFILL, SCHEMA, SCHEMA_FILE, invoke, read_report
+from tests.conftest import MAPPINGS
+
+POOL_ID = SCHEMA["UserPool"]["Id"]
+
+
+def _counts(summary: Summary) -> dict[str, int]:
+    return {str(s): n for s, n in summary.status_counts.items() if n}
+
+
+def _input(path: Path, users: list[str]) -> Path:
+    path.write_text("username,tenant\n" + "".join(f"{u},t-{u}\n" for u in users))
+    return path
+
+
+def test_a_report_after_the_input_changed_comes_from_the_ledger_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    users = [f"u{i:02d}" for i in range(1, 21)]
+    data = _input(tmp_path / "in.csv", users)
+    with EmulatedPool() as pool:
+        pool.seed(SCHEMA, [{"username": u} for u in users[:15]])
+        result = invoke(
+            "run",
+            data,
+            "-m",
+            BACKFILL,
+            "--user-pool-id",
+            POOL_ID,
+            "--endpoint-url",
+            pool.endpoint_url,
+            "--region",
+            "us-east-1",
+            "--job",
+            "job.sqlite",
+            "--report",
+            "run.csv",
+        )
+    assert result.exit_code == 1, result.output
+    # The file is edited after the job: fewer rows, another order.
+    _input(data, list(reversed(users[:5])))
+    result = invoke("report", "job.sqlite", "-o", "again.csv")
+    assert result.exit_code == 0, result.output
+    assert f"the input file {data} changed since the job ran" in result.output
+    assert "comes from the job file alone" in result.output
+    rows = read_report("again.csv")
+    assert len(rows) == 20
+    ran = read_report("run.csv")
+    keep = ("row", "user", "status", "error_code")
+    assert [{k: r[k] for k in keep} for r in rows] == [
+        {k: r[k] for k in keep} for r in ran
+    ]
+
+
+def test_a_report_after_the_input_is_gone_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    data = _input(tmp_path / "in.csv", ["u1", "u2"])
+    result = invoke(
+        "run",
+        data,
+        "-m",
+        BACKFILL,
+        "--schema",
+        SCHEMA_FILE,
+        "--sandbox",
+        "--job",
+        "job.sqlite",
+        "--report",
+        "run.csv",
+    )
+    assert result.exit_code == 0, result.output
+    data.unlink()
+    result = invoke("report", "job.sqlite", "-o", "again.csv")
+    assert result.exit_code == 0, result.output
+    assert f"the input file {data} is gone" in result.output
+    assert [r["status"] for r in read_report("again.csv")] == ["updated", "updated"]
+
+
+@dataclass
+class _SlowSecondCall:
+    """Answers the first call at once and holds the second until released."""
+
+    release: threading.Event = field(default_factory=threading.Event)
+    calls: int = 0
+
+    def update(self, item: WorkItem) -> CallResult:
+        self.calls += 1
+        if self.calls > 1:
+            self.release.wait(30)
+        return CallResult()
+
+    def delete(self, item: WorkItem) -> CallResult:
+        raise AssertionError("nothing to delete")
+
+
+def test_an_outcome_is_committed_while_the_run_waits_for_the_next(
+    tmp_path: Path,
+) -> None:
+    data = _input(tmp_path / "in.csv", ["u1", "u2"])
+    job = pipeline.prepare(data, BACKFILL, load_schema_file(SCHEMA_FILE))
+    fingerprint = make_fingerprint(
+        input_path=data, mapping_path=BACKFILL, pool="p", options={}
+    )
+    path = tmp_path / "job.sqlite"
+    fake = _SlowSecondCall()
+    with Ledger.create(path, fingerprint, JobSpec(kind="real", pool_id="p")) as ledger:
+        run = threading.Thread(
+            target=pipeline.execute,
+            kwargs={
+                "job": job,
+                "ledger": ledger,
+                "pool": fake,
+                "config": ExecutionConfig(rate=100.0, concurrency=1),
+            },
+        )
+        run.start()
+        try:
+            found = False
+            deadline = time.monotonic() + 10
+            while not found and time.monotonic() < deadline:
+                reader = sqlite3.connect(path)
+                found = bool(
+                    reader.execute("SELECT 1 FROM outcomes WHERE row = 1").fetchall()
+                )
+                reader.close()
+                time.sleep(0.05)
+            # Row 1 reached disk while row 2's call was still on the wire.
+            assert found
+            assert run.is_alive()
+        finally:
+            fake.release.set()
+            run.join(30)
+
+
+def test_a_real_run_refuses_to_continue_a_sandbox_jobs_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    data = _input(tmp_path / "in.csv", ["u1"])
+    result = invoke(
+        "run",
+        data,
+        "-m",
+        BACKFILL,
+        "--schema",
+        SCHEMA_FILE,
+        "--sandbox",
+        "--job",
+        "job.sqlite",
+    )
+    assert result.exit_code == 0, result.output
+    before = (tmp_path / "job.sqlite").read_bytes()
+    with EmulatedPool() as pool:
+        pool.seed(SCHEMA, [{"username": "u1"}])
+        result = invoke(
+            "run",
+            data,
+            "-m",
+            BACKFILL,
+            "--user-pool-id",
+            POOL_ID,
+            "--endpoint-url",
+            pool.endpoint_url,
+            "--region",
+            "us-east-1",
+            "--job",
+            "job.sqlite",
+            "--yes",
+        )
+        assert pool.writes == {}
+    assert result.exit_code == 2
+    assert "refused, it is a sandbox job's file" in result.output
+    assert (tmp_path / "job.sqlite").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        (["--user-pool-id", "us-east-1_Other"], "--user-pool-id"),
+        (["--snapshot", "snap.parquet"], "--snapshot"),
+    ],
+)
+def test_a_sandbox_run_refuses_options_it_would_ignore(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: list[str], named: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    pl.DataFrame({"username": ["u1"]}).write_parquet("snap.parquet")
+    data = _input(tmp_path / "in.csv", ["u1"])
+    result = invoke(
+        "run",
+        data,
+        "-m",
+        MAPPINGS / "backfill-tenant.toml",
+        "--schema",
+        SCHEMA_FILE,
+        "--sandbox",
+        *extra,
+    )
+    assert result.exit_code == 2
+    assert named in result.output
+    assert "--sandbox builds its own pool" in result.output
+    assert not list(tmp_path.glob("*.sqlite"))
+
+
+def test_snapshot_refuses_a_rate_of_zero(tmp_path: Path) -> None:
+    result = invoke(
+        "snapshot",
+        "--user-pool-id",
+        POOL_ID,
+        "-o",
+        tmp_path / "s.parquet",
+        "--rate",
+        "0",
+        "--endpoint-url",
+        "http://127.0.0.1:9",
+    )
+    assert result.exit_code == 2
+    assert result.output == "Error: --rate must be above 0 requests/s, not 0\n"
+
+
+def test_the_library_runs_a_job_without_the_cli(tmp_path: Path) -> None:
+    """Resume and report are library calls; the CLI is not needed to test them."""
+    data = _input(tmp_path / "in.csv", ["u1", "u2", "u3"])
+    with EmulatedPool() as pool:
+        pool.seed(SCHEMA, [{"username": "u1"}, {"username": "u2"}])
+        request = jobs.JobRequest(
+            input_path=data,
+            mapping_path=BACKFILL,
+            pool_id=POOL_ID,
+            aws=jobs.AwsOptions(
+                region="us-east-1",
+                endpoint_url=pool.endpoint_url,
+                credentials=("x", "x"),
+            ),
+            job_path=tmp_path / "job.sqlite",
+            report_path=tmp_path / "report.csv",
+        )
+        first = jobs.prepare_run(request, jobs.QuietReporter()).execute()
+        assert first.exit_code == 1
+        assert _counts(first.summary) == {"updated": 2, "failed": 1}
+        pool.add_users(POOL_ID, [{"username": "u3"}])
+        again = jobs.prepare_resume(
+            tmp_path / "job.sqlite",
+            jobs.QuietReporter(),
+            aws=jobs.AwsOptions(credentials=("x", "x")),
+            retry_failed=True,
+        ).execute()
+        assert again.exit_code == 0
+        assert pool.user_attributes(POOL_ID, "u3")["custom:tenant_id"] == "t-u3"
+    summary = jobs.write_report(tmp_path / "job.sqlite", tmp_path / "final.jsonl")
+    assert _counts(summary) == {"updated": 3}
