@@ -114,12 +114,14 @@ class SourceOptions:
     #: in it is reported there rather than when batches() reaches it.
     verify: bool = False
 
-    def check(self) -> None:
-        """Raise ConfigError for options no file can be read with.
+    def __post_init__(self) -> None:
+        # Options no file can be read with cannot be built: every command
+        # builds them before touching the pool, so each one reports a bad
+        # --delimiter the same way (ConfigError, exit 2) and sends nothing.
+        self.check()
 
-        open_source calls it first: every command reads its input through
-        open_source, so each one reports a bad --delimiter the same way.
-        """
+    def check(self) -> None:
+        """Raise ConfigError for options no file can be read with."""
         delimiter = self.delimiter
         if (
             not isinstance(delimiter, str)
@@ -535,7 +537,6 @@ class Source:
 def open_source(path: str | Path, options: SourceOptions | None = None) -> Source:
     """Open the input file, checking up front everything that is cheap to check."""
     options = options or SourceOptions()
-    options.check()
     shown = str(path)
     file = Path(path)
     try:

@@ -278,6 +278,23 @@ def test_a_bad_delimiter_is_a_usage_error_everywhere(
     )
 
 
+def test_a_bad_delimiter_stops_a_real_run_before_any_call() -> None:
+    write("in.csv", "username,tenant\nalice,acme\n")
+    with FakeCognito(status=200) as fake:
+        result = invoke(
+            "run",
+            "in.csv",
+            "-m",
+            BACKFILL,
+            *real_run_args(fake.url, "us-east-1_SAMPLE0001"),
+            "--yes",
+            "--delimiter",
+            "::",
+        )
+        assert result.exit_code == 2, result.output
+        assert fake.requests == []  # not even DescribeUserPool
+
+
 # --- the token column is only the token ----------------------------------------------
 
 
