@@ -791,6 +791,13 @@ def rollback(
     _conclude(outcome)
 
 
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     """Console-script entry point."""
+    # SIGTERM stops like Ctrl-C in every phase, so temporary files are removed
+    # (a run installs its own handlers for the stop that lets calls finish).
+    signal.signal(signal.SIGTERM, _terminate)
     cli(prog_name="cognito-migrate")
