@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import itertools
 import json
 import operator
 import os
@@ -32,7 +33,15 @@ from typing import Any
 from migrate.background import Background, BackgroundError
 from migrate.errors import CheckpointError, FatalError
 from migrate.files import FileLock, create_private, read_head
-from migrate.records import JobKind, JobSpec, Outcome, Status
+from migrate.records import (
+    LEDGER_ONLY_COLUMNS,
+    OUTCOME_COLUMNS,
+    REPORT_COLUMNS,
+    JobKind,
+    JobSpec,
+    Outcome,
+    Status,
+)
 
 #: Version of the ledger's layout; bump with a migration in _MIGRATIONS.
 LEDGER_VERSION = 2
@@ -94,22 +103,9 @@ _MIGRATIONS: dict[int, str] = {
     """,
 }
 
-_OUTCOME_COLUMNS = (
-    "row",
-    "user",
-    "username",
-    "status",
-    "changed",
-    "deleted",
-    "error_code",
-    "error_message",
-    "attempts",
-    "finished_at",
-    "delivery",
-    "recorded",
-    "sent",
-    "before",
-)
+#: The outcomes table's columns, in the order of its layout (migration 1 added
+#: the report's columns and ``recorded``, migration 2 ``sent`` and ``before``).
+_OUTCOME_COLUMNS = (*OUTCOME_COLUMNS, *LEDGER_ONLY_COLUMNS)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -592,14 +588,19 @@ class Ledger:
         row = self._settled().execute(sql, (since,)).fetchone()
         return row[0], row[1], row[2]
 
-    def outcomes(self, *, first_row: int, last_row: int) -> Iterator[tuple[Any, ...]]:
-        """Stored outcomes of rows first_row..last_row, in row order."""
-        cursor = self._settled().execute(
-            f"SELECT {', '.join(_REPORT_COLUMNS)} FROM outcomes "
+    def outcomes(self, *, first_row: int, last_row: int) -> Iterator[sqlite3.Row]:
+        """Stored outcomes of rows first_row..last_row, in row order.
+
+        Each row is named by the report's columns (``row["status"]``), in
+        their order; ``changed`` and ``deleted`` are JSON lists.
+        """
+        cursor = self._settled().cursor()
+        cursor.row_factory = sqlite3.Row
+        yield from cursor.execute(
+            f"SELECT {', '.join(REPORT_COLUMNS)} FROM outcomes "
             "WHERE row BETWEEN ? AND ? ORDER BY row",
             (first_row, last_row),
         )
-        yield from cursor
 
     def updated_rows(self) -> Iterator[tuple[int, str, str, dict[str, str], Any]]:
         """(row, user, username, sent, before) of every updated row, in row order.
@@ -622,11 +623,11 @@ class Ledger:
                 ) from None
             yield row, user, username or user, values, previous
 
-    def all_outcomes(self) -> Iterator[tuple[Any, ...]]:
-        """Every stored outcome in row order (report columns)."""
-        cursor = self._settled().execute(
-            f"SELECT {', '.join(_REPORT_COLUMNS)} FROM outcomes ORDER BY row"
-        )
+    def all_outcomes(self) -> Iterator[sqlite3.Row]:
+        """Every stored outcome in row order, named as ``outcomes`` names them."""
+        cursor = self._settled().cursor()
+        cursor.row_factory = sqlite3.Row
+        cursor.execute(f"SELECT {', '.join(REPORT_COLUMNS)} FROM outcomes ORDER BY row")
         while rows := cursor.fetchmany(10_000):
             yield from rows
 
@@ -670,9 +671,6 @@ class Ledger:
             raise _write_error(self.path, error) from error
 
 
-#: Ledger columns of the per-user report, in report order.
-_REPORT_COLUMNS = _OUTCOME_COLUMNS[: _OUTCOME_COLUMNS.index("recorded")]
-
 _UPSERT = (
     f"INSERT OR REPLACE INTO outcomes({', '.join(_OUTCOME_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(_OUTCOME_COLUMNS))})"
@@ -682,6 +680,12 @@ _UPSERT = (
 #: An outcome's fields in _OUTCOME_COLUMNS order, less ``recorded``.
 _BATCH_FIELDS = tuple(name for name in _OUTCOME_COLUMNS if name != "recorded")
 _outcome_fields = operator.attrgetter(*_BATCH_FIELDS)
+#: Fields stored as JSON text: lists of names, and the sent and before values.
+_JSON_FIELDS = tuple(
+    name
+    for name, kind in {**OUTCOME_COLUMNS, **LEDGER_ONLY_COLUMNS}.items()
+    if kind in ("names", "json")
+)
 #: Compact, and without the check for circular references: an outcome holds
 #: strings, numbers, tuples of strings and flat dicts of strings, nothing more.
 #: Not ASCII-only, so that a lone surrogate stays visible (see _encode_batch).
@@ -721,7 +725,7 @@ def _exact_row(outcome: Outcome, recorded: float) -> tuple[Any, ...]:
         _valid_text(value) if isinstance(value, str) else value
         for value in _outcome_fields(outcome)
     ]
-    for name in ("changed", "deleted", "sent", "before"):
+    for name in _JSON_FIELDS:
         i = _BATCH_FIELDS.index(name)
         value = fields[i]
         fields[i] = None if value is None else json.dumps(value)
@@ -778,36 +782,33 @@ def _lower_priority() -> None:
         set_scheduler(0, idle, os.sched_param(0))
 
 
-def outcome_rows(
-    rows: Sequence[int],
-    users: Sequence[str | None],
-    usernames: Sequence[str | None],
-    statuses: Sequence[str],
-    changed: Sequence[Sequence[str]],
-    deleted: Sequence[Sequence[str]],
-    codes: Sequence[str | None],
-    messages: Sequence[str | None],
-    finished_at: str,
-) -> Iterator[tuple[Any, ...]]:
-    """Outcome tuples for rows decided without a call (invalid, skipped)."""
+#: What a ledger row holds where an outcome decided without a call says nothing.
+_DEFAULTS: dict[str, Any] = {
+    "attempts": 0,
+    **{name: "[]" for name, kind in OUTCOME_COLUMNS.items() if kind == "names"},
+}
+
+
+def decided_rows(columns: Mapping[str, Sequence[Any]]) -> Iterator[tuple[Any, ...]]:
+    """Ledger rows of outcomes decided without a call (invalid, skipped...).
+
+    ``columns`` holds report columns by name, one value per row (``row`` and
+    ``status`` at least); the others default to empty.
+    """
+    rows = len(columns["row"])
     now = time.time()
-    for i, row in enumerate(rows):
-        yield (
-            row,
-            users[i],
-            usernames[i],
-            statuses[i],
-            json.dumps(list(changed[i])),
-            json.dumps(list(deleted[i])),
-            codes[i],
-            messages[i],
-            0,
-            finished_at,
-            None,
-            now,
-            None,
-            None,
-        )
+    values: list[Iterable[Any]] = []
+    for name in _OUTCOME_COLUMNS:
+        given = columns.get(name)
+        if name == "recorded":
+            values.append(itertools.repeat(now, rows))
+        elif given is None:
+            values.append(itertools.repeat(_DEFAULTS.get(name), rows))
+        elif OUTCOME_COLUMNS.get(name) == "names":
+            values.append(json.dumps(list(names)) for names in given)
+        else:
+            values.append(given)
+    return zip(*values, strict=True)
 
 
 def _connect(path: Path) -> sqlite3.Connection:

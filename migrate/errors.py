@@ -13,8 +13,9 @@ ledger and the report, never an exception that unwinds the run.
     ├── CheckpointError          the job ledger is unusable (exit 2)
     └── FatalError               job-wide failure during a run: stop everything (exit 3)
 
-`RetryableError` is raised by the Cognito adapter for one call and handled by the
-executor's retry loop; it never escapes a run.
+A call that may succeed later (throttling, 5xx, network) is not an exception
+either: the Cognito adapter returns it as a retryable `records.CallError`, and the
+executor's retry loop decides.
 """
 
 from __future__ import annotations
@@ -78,15 +79,4 @@ class FatalError(MigrateError):
 
     def __init__(self, message: str, *, aws_error_code: str | None = None) -> None:
         self.aws_error_code = aws_error_code
-        super().__init__(message)
-
-
-class RetryableError(MigrateError):
-    """One call failed in a way that may succeed later (throttling, 5xx, network)."""
-
-    def __init__(
-        self, message: str, *, aws_error_code: str, throttled: bool = False
-    ) -> None:
-        self.aws_error_code = aws_error_code
-        self.throttled = throttled
         super().__init__(message)

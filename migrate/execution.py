@@ -24,12 +24,11 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from typing import Protocol
 
 from migrate.errors import ConfigError, FatalError
 from migrate.ratelimit import AdaptiveRate, Clock, SystemClock, TokenBucket
-from migrate.records import CallResult, Outcome, Status, WorkItem
+from migrate.records import CallResult, Outcome, Status, WorkItem, utc_now
 from migrate.retry import RetryPolicy
 
 #: Default requests/s: well below the 25/s UserUpdate quota, which the account's
@@ -104,10 +103,6 @@ class ExecutionStats:
         return self.stopped_by is not None or self.interrupted
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
 _DIGITS = re.compile(r"\d+")
 
 
@@ -121,7 +116,7 @@ class Executor:
         *,
         clock: Clock | None = None,
         random: Callable[[], float] = _random.random,
-        now: Callable[[], str] = _now,
+        now: Callable[[], str] = utc_now,
     ) -> None:
         self._pool = pool
         self._config = config

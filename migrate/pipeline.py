@@ -21,13 +21,23 @@ from typing import Protocol, TypeVar, runtime_checkable
 import polars as pl
 
 from migrate.background import Background
-from migrate.checkpoint import Ledger, outcome_rows
+from migrate.checkpoint import Ledger, decided_rows
 from migrate.errors import ConfigError
 from migrate.execution import ExecutionConfig, ExecutionStats, Executor, UserPoolClient
 from migrate.mapping import Mapping, load_mapping
 from migrate.planning import ALIAS_ATTRIBUTES, CurrentValues, Planner, report_frame
-from migrate.records import ROW, TOKEN, USER, Outcome, Status, WorkItem, value_col
+from migrate.records import (
+    ROW,
+    TOKEN,
+    USER,
+    Outcome,
+    Status,
+    WorkItem,
+    utc_now,
+    value_col,
+)
 from migrate.report import (
+    REPORT_SCHEMA,
     ReportWriter,
     Summary,
     outcomes_to_frame,
@@ -61,11 +71,6 @@ class NullProgress:
 
     def on_rows(self, count: int) -> None:
         """Ignore progress."""
-
-
-def utc_now() -> str:
-    """The current time as ISO 8601 UTC with seconds, as the report shows it."""
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -346,31 +351,6 @@ def _validator(job: Job) -> Validator:
     )
 
 
-@dataclass(kw_only=True)
-class RunResult:
-    """How a run (or resume) ended."""
-
-    stats: ExecutionStats
-    summary: Summary
-    report_path: Path | None = None
-
-    @property
-    def exit_code(self) -> int:
-        """3 aborted, 130 interrupted, else 0 or 1 by the rows' statuses."""
-        if self.stats.stopped_by is not None:
-            return 3
-        if self.stats.interrupted:
-            return 130
-        return 0 if self.summary.all_ok else 1
-
-
-class RunProgress(Progress, Protocol):
-    """Progress of a run: rows decided, plus the executor's live counters."""
-
-    def on_start(self, stats: ExecutionStats, total: int | None) -> None:
-        """The run starts; ``stats`` is updated live, ``total`` rows to decide."""
-
-
 def execute(
     job: Job,
     *,
@@ -445,16 +425,8 @@ class _StartAware(Protocol):
 
 
 def _decided_rows(frame: pl.DataFrame) -> Iterator[tuple[object, ...]]:
-    return outcome_rows(
-        frame.get_column("row").to_list(),
-        frame.get_column("user").to_list(),
-        frame.get_column("username").to_list(),
-        frame.get_column("status").to_list(),
-        frame.get_column("changed").to_list(),
-        frame.get_column("deleted").to_list(),
-        frame.get_column("error_code").to_list(),
-        frame.get_column("error_message").to_list(),
-        frame.get_column("finished_at").item(0) if frame.height else "",
+    return decided_rows(
+        {name: frame.get_column(name).to_list() for name in frame.columns}
     )
 
 
@@ -488,23 +460,17 @@ def write_report(
     return summary
 
 
+#: The report's columns as the ledger stores them: lists of names as JSON.
 _LEDGER_SCHEMA: dict[str, pl.DataType] = {
-    "row": pl.Int64(),
-    "user": pl.String(),
-    "username": pl.String(),
-    "status": pl.String(),
-    "changed": pl.String(),
-    "deleted": pl.String(),
-    "error_code": pl.String(),
-    "error_message": pl.String(),
-    "attempts": pl.Int64(),
-    "finished_at": pl.String(),
-    "delivery": pl.String(),
+    name: pl.String() if dtype == pl.List(pl.String()) else dtype
+    for name, dtype in REPORT_SCHEMA.items()
 }
 
 
-def _ledger_frame(rows: Iterable[tuple[object, ...]]) -> pl.DataFrame:
-    frame = pl.DataFrame(list(rows), schema=_LEDGER_SCHEMA, orient="row")
+def _ledger_frame(rows: Iterable[Sequence[object]]) -> pl.DataFrame:
+    frame = pl.DataFrame(
+        [tuple(row) for row in rows], schema=_LEDGER_SCHEMA, orient="row"
+    )
     as_list = pl.List(pl.String)
     return frame.with_columns(
         pl.col("changed").str.json_decode(as_list),
@@ -520,21 +486,29 @@ def _merge(batch: pl.DataFrame, stored: pl.DataFrame, job: Job) -> pl.DataFrame:
         *job.report_inputs(),
     )
     merged = base.join(stored, on="row", how="left")
-    empty = pl.lit([], dtype=pl.List(pl.String))
     return merged.select(
-        "row",
-        pl.coalesce("user", "__key").alias("user"),
-        "username",
-        pl.col("status").fill_null(Status.NOT_ATTEMPTED.value),
-        pl.col("changed").fill_null(empty),
-        pl.col("deleted").fill_null(empty),
-        "error_code",
-        "error_message",
-        pl.col("attempts").fill_null(0),
-        "finished_at",
-        "delivery",
+        *_report_columns(pl.col("username")),
         *report_input_names(job.report_input_columns),
     )
+
+
+def _report_columns(username: pl.Expr) -> list[pl.Expr]:
+    """The report's columns of stored outcomes joined to the rows expected.
+
+    A row the ledger does not hold is ``not_attempted``, with the key as given
+    (``__key``) as its user; ``username`` says where the username comes from.
+    """
+    fills: dict[str, pl.Expr] = {
+        "user": pl.coalesce("user", "__key").alias("user"),
+        "username": username.alias("username"),
+        "status": pl.col("status").fill_null(Status.NOT_ATTEMPTED.value),
+        "attempts": pl.col("attempts").fill_null(0),
+    }
+    names = pl.List(pl.String)
+    empty = pl.lit([], dtype=names)
+    lists = [name for name, dtype in REPORT_SCHEMA.items() if dtype == names]
+    fills.update({name: pl.col(name).fill_null(empty) for name in lists})
+    return [fills.get(name, pl.col(name)) for name in REPORT_SCHEMA]
 
 
 def sandbox_users(job: Job) -> list[dict[str, str]]:
@@ -718,23 +692,10 @@ def write_ledger_report(
             },
             schema={"row": pl.Int64, "__key": pl.String, "__name": pl.String},
         )
-    empty = pl.lit([], dtype=pl.List(pl.String))
     frame = (
         expected.join(stored, on="row", how="full", coalesce=True)
         .sort("row")
-        .select(
-            "row",
-            pl.coalesce("user", "__key").alias("user"),
-            pl.coalesce("username", "__name").alias("username"),
-            pl.col("status").fill_null(Status.NOT_ATTEMPTED.value),
-            pl.col("changed").fill_null(empty),
-            pl.col("deleted").fill_null(empty),
-            "error_code",
-            "error_message",
-            pl.col("attempts").fill_null(0),
-            "finished_at",
-            "delivery",
-        )
+        .select(_report_columns(pl.coalesce("username", "__name")))
     )
     summary.add(frame)
     if only is not None:

@@ -8,6 +8,7 @@ clash with a column of the user's input file.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -30,20 +31,35 @@ OK_STATUSES: frozenset[Status] = frozenset(
     {Status.UPDATED, Status.UNCHANGED, Status.SKIPPED, Status.WOULD_UPDATE}
 )
 
-#: Columns of the per-user report, in order (DESIGN.md, "The per-user report").
-REPORT_COLUMNS: tuple[str, ...] = (
-    "row",
-    "user",
-    "username",
-    "status",
-    "changed",
-    "deleted",
-    "error_code",
-    "error_message",
-    "attempts",
-    "finished_at",
-    "delivery",
-)
+ColumnKind = Literal["int", "text", "names", "real", "json"]
+
+#: The columns of one row's outcome, in report order, with their kinds: a
+#: whole number, text, a list of attribute names, a time, JSON. The report's
+#: columns and types, the job ledger's table and the frames that carry
+#: outcomes between stages are all derived from this one list
+#: (DESIGN.md, "The per-user report").
+OUTCOME_COLUMNS: dict[str, ColumnKind] = {
+    "row": "int",
+    "user": "text",
+    "username": "text",
+    "status": "text",
+    "changed": "names",
+    "deleted": "names",
+    "error_code": "text",
+    "error_message": "text",
+    "attempts": "int",
+    "finished_at": "text",
+    "delivery": "text",
+}
+#: What the ledger keeps of an outcome besides the report's columns: when it
+#: was recorded, the values sent, and the values before (for rollback).
+LEDGER_ONLY_COLUMNS: dict[str, ColumnKind] = {
+    "recorded": "real",
+    "sent": "json",
+    "before": "json",
+}
+#: Columns of the per-user report, in order.
+REPORT_COLUMNS: tuple[str, ...] = tuple(OUTCOME_COLUMNS)
 
 #: Prefix of an input column, in a report, whose name is also a report column's
 #: (an input column "username" is written as "input:username").
@@ -64,6 +80,11 @@ ERROR_MESSAGE = "__error_message"
 DELETES = "__deletes"
 #: Status assigned by planning (a Status value as a string).
 STATUS = "__status"
+
+
+def utc_now() -> str:
+    """The current time as ISO 8601 UTC with seconds, as the report shows it."""
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def value_col(attribute: str) -> str:

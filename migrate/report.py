@@ -28,9 +28,11 @@ from migrate.errors import ConfigError
 from migrate.files import AtomicFile, read_head
 from migrate.records import (
     OK_STATUSES,
+    OUTCOME_COLUMNS,
     REPORT_COLUMNS,
     REPORT_INPUT_PREFIX,
     ROW,
+    ColumnKind,
     Outcome,
     Status,
 )
@@ -45,19 +47,18 @@ _EXTENSIONS: dict[str, ReportFormat] = {
     ".ndjson": "jsonl",
 }
 
+#: The polars type of each kind of outcome column (records.OUTCOME_COLUMNS).
+POLARS_TYPES: dict[ColumnKind, pl.DataType] = {
+    "int": pl.Int64(),
+    "text": pl.String(),
+    "names": pl.List(pl.String()),
+    "real": pl.Float64(),
+    "json": pl.String(),
+}
+
 #: Types of the report's own columns; input columns are all ``pl.String``.
 REPORT_SCHEMA: dict[str, pl.DataType] = {
-    "row": pl.Int64(),
-    "user": pl.String(),
-    "username": pl.String(),
-    "status": pl.String(),
-    "changed": pl.List(pl.String()),
-    "deleted": pl.List(pl.String()),
-    "error_code": pl.String(),
-    "error_message": pl.String(),
-    "attempts": pl.Int64(),
-    "finished_at": pl.String(),
-    "delivery": pl.String(),
+    name: POLARS_TYPES[kind] for name, kind in OUTCOME_COLUMNS.items()
 }
 
 #: Separator of the ``changed`` and ``deleted`` attribute names in a CSV report.
@@ -167,17 +168,8 @@ def outcomes_to_frame(
         )
     frame = pl.DataFrame(
         {
-            "row": [o.row for o in outcomes],
-            "user": [o.user for o in outcomes],
-            "username": [o.username for o in outcomes],
-            "status": [o.status.value for o in outcomes],
-            "changed": [list(o.changed) for o in outcomes],
-            "deleted": [list(o.deleted) for o in outcomes],
-            "error_code": [o.error_code for o in outcomes],
-            "error_message": [o.error_message for o in outcomes],
-            "attempts": [o.attempts for o in outcomes],
-            "finished_at": [o.finished_at for o in outcomes],
-            "delivery": [o.delivery for o in outcomes],
+            name: [_cell(getattr(o, name), kind) for o in outcomes]
+            for name, kind in OUTCOME_COLUMNS.items()
         },
         schema=REPORT_SCHEMA,
     )
@@ -196,6 +188,13 @@ def outcomes_to_frame(
     return frame.join(
         right, on="row", how="left", validate="m:1", maintain_order="left"
     )
+
+
+def _cell(value: object, kind: ColumnKind) -> object:
+    """An Outcome field as a report cell: names as a list, a status as text."""
+    if kind == "names":
+        return list(value)  # type: ignore[call-overload]
+    return value.value if isinstance(value, Status) else value
 
 
 def _escape_formula(expr: pl.Expr) -> pl.Expr:
@@ -452,20 +451,6 @@ class Summary:
             lines += ["", "Warnings:"]
             lines += [f"  - {warning}" for warning in self.warnings]
         return "\n".join(lines)
-
-
-def summarize(
-    frames: Iterable[pl.DataFrame],
-    *,
-    problems: Mapping[str, int] | None = None,
-    examples: Sequence[Example] = (),
-    warnings: Sequence[str] = (),
-) -> Summary:
-    """A summary of report batches, plus the caller's problems, examples, warnings."""
-    summary = Summary(problems=problems, examples=examples, warnings=warnings)
-    for frame in frames:
-        summary.add(frame)
-    return summary
 
 
 def _table(

@@ -18,7 +18,7 @@ import polars as pl
 import pytest
 
 from migrate import pipeline
-from migrate.checkpoint import Fingerprint, Ledger, outcome_rows
+from migrate.checkpoint import Fingerprint, Ledger, decided_rows
 from migrate.execution import ExecutionConfig
 from migrate.records import CallResult, Outcome, Status, WorkItem
 from migrate.schema import PoolSchema, load_schema_file
@@ -136,16 +136,15 @@ def _fill(ledger: Ledger, data: Path, done: int) -> None:
         .to_list()
     )
     ledger.record_many(
-        outcome_rows(
-            list(range(1, done + 1)),
-            users,
-            users,
-            [Status.UPDATED.value] * done,
-            [["custom:tenant_id"]] * done,
-            [[]] * done,
-            [None] * done,
-            [None] * done,
-            "2026-01-01T00:00:00Z",
+        decided_rows(
+            {
+                "row": list(range(1, done + 1)),
+                "user": users,
+                "username": users,
+                "status": [Status.UPDATED.value] * done,
+                "changed": [["custom:tenant_id"]] * done,
+                "finished_at": ["2026-01-01T00:00:00Z"] * done,
+            }
         )
     )
 

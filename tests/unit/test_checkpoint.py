@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import queue
 import sqlite3
@@ -13,10 +14,24 @@ from typing import Any
 
 import pytest
 
-from migrate.checkpoint import LEDGER_VERSION, Fingerprint, Ledger, make_fingerprint
+from migrate.checkpoint import (
+    LEDGER_VERSION,
+    Fingerprint,
+    Ledger,
+    decided_rows,
+    make_fingerprint,
+)
 from migrate.errors import CheckpointError, FatalError
 from migrate.pipeline import describe_status
-from migrate.records import JobSpec, Outcome, Status
+from migrate.records import (
+    LEDGER_ONLY_COLUMNS,
+    OUTCOME_COLUMNS,
+    REPORT_COLUMNS,
+    JobSpec,
+    Outcome,
+    Status,
+)
+from migrate.report import REPORT_SCHEMA
 from tests.conftest import BeforeBatchWrites
 
 FP = Fingerprint(input_sha256="a" * 64, mapping_sha256="b" * 64, pool="p", options="{}")
@@ -462,3 +477,54 @@ def test_a_writer_thread_that_cannot_start_stops_the_job(
     )
     ledger._pending.clear()
     ledger.close()
+
+
+def test_the_outcome_columns_are_declared_once(tmp_path: Path) -> None:
+    # records.OUTCOME_COLUMNS names what an Outcome carries, the report's
+    # columns and the ledger's table; a column added there reaches all three.
+    names = {f.name for f in dataclasses.fields(Outcome)}
+    assert names == {*OUTCOME_COLUMNS, *LEDGER_ONLY_COLUMNS} - {"recorded"}
+    assert tuple(REPORT_SCHEMA) == REPORT_COLUMNS == tuple(OUTCOME_COLUMNS)
+    path = tmp_path / "job.sqlite"
+    Ledger.create(path, FP).close()
+    db = sqlite3.connect(path)
+    table = [row[1] for row in db.execute("PRAGMA table_info(outcomes)")]
+    db.close()
+    assert table == [*OUTCOME_COLUMNS, *LEDGER_ONLY_COLUMNS]
+
+
+def test_outcomes_read_back_as_named_rows(tmp_path: Path) -> None:
+    with Ledger.create(tmp_path / "j", FP) as ledger:
+        ledger.record(outcome(3))
+        ledger.record_many(
+            decided_rows({"row": [4], "status": ["invalid"], "user": ["u4"]})
+        )
+        stored = list(ledger.outcomes(first_row=1, last_row=9))
+    assert [dict(row) for row in stored] == [
+        {
+            "row": 3,
+            "user": "u3",
+            "username": "u3",
+            "status": "updated",
+            "changed": '["custom:plan"]',
+            "deleted": "[]",
+            "error_code": None,
+            "error_message": None,
+            "attempts": 1,
+            "finished_at": "2026-11-26T00:00:00Z",
+            "delivery": None,
+        },
+        {
+            "row": 4,
+            "user": "u4",
+            "username": None,
+            "status": "invalid",
+            "changed": "[]",
+            "deleted": "[]",
+            "error_code": None,
+            "error_message": None,
+            "attempts": 0,
+            "finished_at": None,
+            "delivery": None,
+        },
+    ]

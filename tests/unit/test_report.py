@@ -22,7 +22,6 @@ from migrate.report import (
     report_format,
     report_input_names,
     report_schema,
-    summarize,
 )
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
@@ -495,14 +494,16 @@ def test_summary_render_exact() -> None:
 
 
 def test_summary_of_nothing() -> None:
-    summary = summarize([])
+    summary = Summary()
     assert summary.render() == "Rows: 0"
     assert summary.all_ok
 
 
 def test_summarize_accumulates_batches() -> None:
     frames = [outcomes_to_frame(OUTCOMES[:1]), outcomes_to_frame(OUTCOMES[:1])]
-    summary = summarize(frames, warnings=["careful"])
+    summary = Summary(warnings=["careful"])
+    for frame in frames:
+        summary.add(frame)
     assert summary.render() == "\n".join(
         [
             "Rows: 2",
