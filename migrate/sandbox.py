@@ -5,7 +5,7 @@
 ``application/x-amz-json-1.1``) on ``127.0.0.1`` over moto's cognito-idp backend,
 so a real boto3 client pointed at ``endpoint_url`` works against it. Nothing
 leaves the machine: the server binds the loopback interface only, requests are
-never forwarded, and no credentials or environment variables are read or
+never forwarded, no credentials are read and no environment variable is
 changed. Signatures are not checked, so any credentials do; botocore still
 needs some to sign with (``AWS_ACCESS_KEY_ID=sandbox
 AWS_SECRET_ACCESS_KEY=sandbox`` is enough), or a client with
@@ -82,15 +82,21 @@ the tests use live in ``tests/support``, not here.
 moto. Each pool lives in moto's own cognito-idp backends (``BackendDict``, the
 state ``mock_aws`` serves from) under an account id of its own, which each
 request names in moto's ``x-moto-account-id`` header; so pools of two
-`EmulatedPool` objects never meet, and token look-ups across backends find the
-right pool. Corollary: ``mock_aws`` resets every moto backend when it starts
-and stops, so do not start or stop one while a sandbox serves in the same
-process (``MOTO_ACCOUNT_ID``, if set, overrides the header and puts every pool
-in that one account). Besides the backend's methods that mirror API operations
-(``create_user_pool``, ``admin_create_user``, ``admin_confirm_sign_up``) and the
-fields of its models that it reads, the sandbox uses these moto internals, each
-in one function of the "moto adapter" section below and named by one test in
-tests/functional/test_sandbox.py (``test_moto_internal_*``):
+`EmulatedPool` objects never meet, and moto's token look-ups, which search every
+account, find the right pool. The pools stay readable after `EmulatedPool.stop`
+and leave moto's backends when the object is garbage-collected. Caveats of
+sharing moto's state: ``mock_aws`` resets every moto backend when it starts and
+stops, so do not start or stop one while a sandbox serves in the same process;
+``MOTO_ACCOUNT_ID``, if set, overrides the header and puts every pool in that
+one account; and moto looks a token string registered in two live
+`EmulatedPool` objects up in either (minted tokens are unique).
+
+Besides the backend's methods that mirror API operations (``create_user_pool``,
+``admin_create_user``, ``admin_confirm_sign_up``) and the fields of its models
+that it reads (test_moto_models_have_the_fields_the_sandbox_reads), the sandbox
+uses these moto internals, each in one function of the "moto adapter" section
+below and named by one test in tests/functional/test_sandbox.py
+(``test_moto_internal_*``):
 
 - ``moto.core.botocore_stubber.BotocoreStubber``, the botocore ``before-send``
   hook that ``mock_aws`` installs (`_moto_answer`): answers a request
@@ -111,10 +117,10 @@ tests/functional/test_sandbox.py (``test_moto_internal_*``):
 - the pool's ``create_access_token`` and ``access_tokens`` (`_mint_access_token`,
   `_register_access_token`): a token for UpdateUserAttributes without an app
   client and a sign-in, or the input file's own token strings.
-- joserfc's ``jwk`` as moto's cognito-idp models import it
-  (`_cache_moto_signing_key`): every moto pool imports the same bundled RSA key,
-  0.1-0.3 s each; importing it once keeps pool creation, and so the test
-  suite, fast. The key, and so every token, is the same as before.
+
+Each moto pool imports moto's bundled RSA signing key, 0.1-0.3 s. A run or
+``serve`` builds one pool, so that is paid once; the test suite, which builds
+many, shares one import of the key through tests/support/moto_keys.py.
 
 moto is an optional extra (``pip install 'cognito-bulk-migrate[sandbox]'``): it is
 imported only when an `EmulatedPool` is built, and its absence is a ConfigError.
@@ -1061,7 +1067,6 @@ def _moto() -> _Moto:
         from werkzeug.exceptions import HTTPException
     except ImportError as exc:
         raise ConfigError(SANDBOX_INSTALL_HINT) from exc
-    _cache_moto_signing_key()
     # A stubber of our own, not mock_aws's global one: enabling it affects no
     # botocore client, since it is registered on none.
     stubber = BotocoreStubber()
@@ -1204,51 +1209,6 @@ def _register_access_token(pool: CognitoIdpUserPool, username: str, token: str) 
     Internal: ``CognitoIdpUserPool.access_tokens`` (token -> (client, username)).
     """
     pool.access_tokens[token] = (SANDBOX_CLIENT_ID, username)
-
-
-class _KeyCachingRSAKey:
-    """``joserfc.jwk.RSAKey`` whose ``import_key`` remembers the keys it imported."""
-
-    def __init__(self, rsa_key: Any) -> None:
-        self._rsa_key = rsa_key
-        self._keys: dict[str, Any] = {}
-        self._lock = threading.Lock()
-
-    def import_key(self, data: Any, *args: Any, **kwargs: Any) -> Any:
-        if args or kwargs or not isinstance(data, dict):
-            return self._rsa_key.import_key(data, *args, **kwargs)
-        fingerprint = json.dumps(data, sort_keys=True)
-        with self._lock:
-            if fingerprint not in self._keys:
-                self._keys[fingerprint] = self._rsa_key.import_key(data)
-            return self._keys[fingerprint]
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._rsa_key, name)
-
-
-class _KeyCachingJwk:
-    """Stands in for the ``joserfc.jwk`` module inside moto's cognito-idp models."""
-
-    def __init__(self, jwk: Any) -> None:
-        self._jwk = jwk
-        self.RSAKey = _KeyCachingRSAKey(jwk.RSAKey)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._jwk, name)
-
-
-def _cache_moto_signing_key() -> None:
-    """Make every moto pool share one import of moto's bundled signing key.
-
-    Internal: the ``jwk`` global of ``moto.cognitoidp.models``. Only a
-    speed-up: without it each pool costs 0.1-0.3 s more and nothing else changes.
-    """
-    import moto.cognitoidp.models as models
-
-    namespace = vars(models)
-    if not isinstance(namespace.get("jwk"), _KeyCachingJwk):
-        namespace["jwk"] = _KeyCachingJwk(namespace["jwk"])
 
 
 # --- HTTP -----------------------------------------------------------------------

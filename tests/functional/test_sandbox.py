@@ -31,6 +31,7 @@ import pytest
 from migrate import sandbox
 from migrate.errors import ConfigError
 from migrate.sandbox import EmulatedPool, Quotas
+from tests.support import moto_keys
 from tests.support.faults import Faults, FaultyPool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -979,6 +980,18 @@ def test_each_emulated_pool_has_a_moto_account_of_its_own():
     assert names == [["alice"], ["bob"]]
 
 
+def test_moto_account_id_from_the_environment_is_used(monkeypatch):
+    # moto prefers MOTO_ACCOUNT_ID to the x-moto-account-id header.
+    monkeypatch.setenv("MOTO_ACCOUNT_ID", "111122223333")
+    with EmulatedPool() as pool:
+        pool_id = pool.seed(_schema(), [ALICE])
+        client = _client(pool)
+        got = client.admin_get_user(UserPoolId=pool_id, Username="alice")
+        client.close()
+    assert pool._account == "111122223333"
+    assert got["Username"] == "alice"
+
+
 def test_pools_stay_readable_after_stop_and_leave_moto_with_the_object():
     from moto.backends import get_backend
 
@@ -1110,12 +1123,13 @@ def test_moto_internal_access_tokens_register_a_token_string(emulated):
 def test_moto_internal_jwk_global_is_wrapped_to_import_the_key_once():
     import moto.cognitoidp.models as models
 
+    moto_keys.share_moto_signing_key()  # idempotent: tests.support did it
     with EmulatedPool() as pool:
         first = pool.create_pool({"UserPool": {"Name": "a", "SchemaAttributes": []}})
         second = pool.create_pool({"UserPool": {"Name": "b", "SchemaAttributes": []}})
         pools = pool._backend.user_pools
         keys = pools[first].json_web_key, pools[second].json_web_key
-    assert isinstance(vars(models)["jwk"], sandbox._KeyCachingJwk)
+    assert isinstance(vars(models)["jwk"], moto_keys.KeyCachingJwk)
     assert keys[0] is keys[1]
 
 
