@@ -42,6 +42,7 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 from migrate import __version__
 from migrate.errors import ConfigError, FatalError
 from migrate.records import CallError, CallResult, WorkItem
+from migrate.retry import RetryPolicy, call_with_retries
 
 if TYPE_CHECKING:
     from botocore.model import OperationModel, Shape
@@ -622,21 +623,37 @@ def describe_user_pool(
     times; anything else raises FatalError (or ConfigError for a malformed ID).
     """
     _guard_responses(client)
-    for attempt in range(1, attempts + 1):
+
+    def describe() -> tuple[dict[str, Any] | None, CallError | None]:
         try:
             response = client.describe_user_pool(UserPoolId=pool_id)
         except (ClientError, BotoCoreError) as exc:
-            error = classify(exc, api="admin")
-        else:
-            return {"UserPool": _json_ready(response["UserPool"])}
-        if error.kind == "fatal":
-            raise FatalError(error.message, aws_error_code=error.code)
-        if error.kind == "user":
-            raise ConfigError(
-                f"cannot read user pool {pool_id!r}: {error.message} ({error.code})"
-            )
-        if attempt < attempts:
-            sleep(min(2.0 ** (attempt - 1), 8.0))
+            return None, classify(exc, api="admin")
+        return {"UserPool": _json_ready(response["UserPool"])}, None
+
+    def wait(seconds: float) -> bool:
+        sleep(seconds)
+        return True
+
+    tried = call_with_retries(
+        describe,
+        lambda answer: answer[1],
+        policy=RetryPolicy(max_attempts=attempts, base=1.0, cap=8.0),
+        # One call before the job starts: nothing to spread out, so no jitter.
+        random=lambda: 1.0,
+        wait=wait,
+    )
+    assert tried.result is not None  # nothing stops this loop but its limit
+    described, error = tried.result
+    if error is None:
+        assert described is not None
+        return described
+    if error.kind == "fatal":
+        raise FatalError(error.message, aws_error_code=error.code)
+    if error.kind == "user":
+        raise ConfigError(
+            f"cannot read user pool {pool_id!r}: {error.message} ({error.code})"
+        )
     raise FatalError(
         f"could not read user pool {pool_id!r} after {attempts} attempts: "
         f"{error.message} ({error.code})",

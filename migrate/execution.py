@@ -28,8 +28,8 @@ from typing import Protocol
 
 from migrate.errors import ConfigError, FatalError
 from migrate.ratelimit import AdaptiveRate, Clock, SystemClock, TokenBucket
-from migrate.records import CallResult, Outcome, Status, WorkItem, utc_now
-from migrate.retry import RetryPolicy
+from migrate.records import CallError, CallResult, Outcome, Status, WorkItem, utc_now
+from migrate.retry import RetryPolicy, call_with_retries
 
 #: Default requests/s: well below the 25/s UserUpdate quota, which the account's
 #: production traffic shares.
@@ -335,31 +335,32 @@ class Executor:
         self, call: Callable[[WorkItem], CallResult], item: WorkItem
     ) -> tuple[CallResult | None, int, bool]:
         """One call with retries: (last result, attempts, whether the run stopped)."""
-        attempt = 0
-        result: CallResult | None = None
-        while True:
-            if not self._bucket.acquire(cancelled=self._stop.is_set):
-                return result, attempt, True
-            attempt += 1
-            result = call(item)
-            error = result.error
+
+        def observe(error: CallError | None) -> None:
             with self._lock:
                 self.stats.calls += 1
                 if error is not None and error.throttled:
                     self.stats.throttled += 1
             if error is None:
                 self.adaptive.on_success()
-                return result, attempt, False
-            if error.kind != "retryable":
-                return result, attempt, False
-            if error.throttled:
+            elif error.throttled:
                 self.adaptive.on_throttle()
-            if not self._policy.should_retry(attempt):
-                return result, attempt, False
+
+        def wait(seconds: float) -> bool:
             with self._lock:
                 self.stats.retries += 1
-            if not self._pause(self._policy.backoff(attempt, random=self._random)):
-                return result, attempt, True
+            return self._pause(seconds)
+
+        tried = call_with_retries(
+            lambda: call(item),
+            lambda result: result.error,
+            policy=self._policy,
+            random=self._random,
+            wait=wait,
+            before_attempt=lambda: self._bucket.acquire(cancelled=self._stop.is_set),
+            observe=observe,
+        )
+        return tried.result, tried.attempts, tried.stopped
 
     def _pause(self, seconds: float) -> bool:
         """Sleep, waking early when the run stops; False if it stopped."""

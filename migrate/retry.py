@@ -11,8 +11,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from migrate.errors import ConfigError
+from migrate.records import CallError
 
 # Defaults. Worst case, 7 retries wait 0.5+1+2+4+8+16+20 = 51.5 s (about half
 # that on average with full jitter): long enough to ride out a busy minute of
@@ -71,3 +73,62 @@ class RetryPolicy:
 def _check_attempt(attempt: int) -> None:
     if attempt < 1:
         raise ValueError(f"attempt counts from 1, got {attempt}")
+
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Tried(Generic[R]):
+    """How a call with retries ended: its last result, attempts, and whether
+    the run stopped before it was done (the result is then the last failure, or
+    None when no attempt was made)."""
+
+    result: R | None
+    attempts: int
+    stopped: bool
+
+
+def _always() -> bool:
+    return True
+
+
+def _ignore(error: CallError | None) -> None:
+    return None
+
+
+def call_with_retries(
+    call: Callable[[], R],
+    error_of: Callable[[R], CallError | None],
+    *,
+    policy: RetryPolicy,
+    random: Callable[[], float],
+    wait: Callable[[float], bool],
+    before_attempt: Callable[[], bool] = _always,
+    observe: Callable[[CallError | None], None] = _ignore,
+) -> Tried[R]:
+    """Call until success, a non-retryable error, the attempt limit or a stop.
+
+    The one retry loop of the package (writes, ListUsers pages, DescribeUserPool).
+    ``before_attempt`` runs before every attempt (take a rate-limit token) and
+    says False when the run has stopped; ``observe`` sees every attempt's error
+    (None: success), for throttling and counters; ``wait`` sleeps the backoff
+    and says False when the run stopped meanwhile.
+    """
+    attempt = 0
+    result: R | None = None
+    while True:
+        if not before_attempt():
+            return Tried(result, attempt, stopped=True)
+        attempt += 1
+        result = call()
+        error = error_of(result)
+        observe(error)
+        if (
+            error is None
+            or error.kind != "retryable"
+            or not policy.should_retry(attempt)
+        ):
+            return Tried(result, attempt, stopped=False)
+        if not wait(policy.backoff(attempt, random=random)):
+            return Tried(result, attempt, stopped=True)

@@ -53,7 +53,8 @@ import polars as pl
 from migrate.errors import ConfigError, FatalError, SourceError
 from migrate.files import AtomicFile, FileLock, read_head, write_private
 from migrate.ratelimit import AdaptiveRate, Clock, SystemClock, TokenBucket
-from migrate.retry import DEFAULT_MAX_ATTEMPTS, RetryPolicy
+from migrate.records import CallError
+from migrate.retry import DEFAULT_MAX_ATTEMPTS, RetryPolicy, call_with_retries
 
 if TYPE_CHECKING:
     from migrate.cognito import UserPage
@@ -586,31 +587,45 @@ class _Fetcher:
 
     def _call(self, token: str | None, page_size: int) -> UserPage:
         """One page, with retries; returns a page or a "user" error."""
-        attempt = 0
-        while True:
+
+        def before_attempt() -> bool:
             self._bucket.acquire()
-            attempt += 1
-            page = self._pool.list_users_page(token, limit=page_size)
+            return True
+
+        def observe(error: CallError | None) -> None:
             self.calls += 1
-            error = page.error
             if error is None:
                 self.adaptive.on_success()
-                return page
-            if error.kind == "fatal":
-                raise FatalError(error.message, aws_error_code=error.code)
-            if error.kind != "retryable":
-                return page
-            if error.throttled:
+            elif error.throttled:
                 self.throttled += 1
                 self.adaptive.on_throttle()
-            if not self._policy.should_retry(attempt):
-                raise FatalError(
-                    f"ListUsers failed {attempt} times in a row ({error.code}: "
-                    f"{error.message}); the users listed so far are saved: run "
-                    "the snapshot again to continue",
-                    aws_error_code=error.code,
-                )
-            self._clock.sleep(self._policy.backoff(attempt, random=self._random))
+
+        def wait(seconds: float) -> bool:
+            self._clock.sleep(seconds)
+            return True
+
+        tried = call_with_retries(
+            lambda: self._pool.list_users_page(token, limit=page_size),
+            lambda page: page.error,
+            policy=self._policy,
+            random=self._random,
+            wait=wait,
+            before_attempt=before_attempt,
+            observe=observe,
+        )
+        page = tried.result
+        assert page is not None  # nothing stops a snapshot but an exception
+        error = page.error
+        if error is not None and error.kind == "fatal":
+            raise FatalError(error.message, aws_error_code=error.code)
+        if error is not None and error.kind == "retryable":
+            raise FatalError(
+                f"ListUsers failed {tried.attempts} times in a row ({error.code}: "
+                f"{error.message}); the users listed so far are saved: run "
+                "the snapshot again to continue",
+                aws_error_code=error.code,
+            )
+        return page
 
     def _commit(self, state: _State, pending: _Pages, token: str | None) -> _State:
         """Make the pending pages durable, then record them in the state."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random as stdlib_random
+from collections.abc import Sequence
 from fractions import Fraction
 
 import pytest
@@ -10,7 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from migrate.errors import ConfigError
-from migrate.retry import RetryPolicy
+from migrate.records import CallError
+from migrate.retry import RetryPolicy, Tried, call_with_retries
 
 
 def test_defaults() -> None:
@@ -112,3 +114,51 @@ def test_policy_is_frozen() -> None:
     policy = RetryPolicy()
     with pytest.raises(AttributeError):
         policy.max_attempts = 3  # type: ignore[misc]
+
+
+def _error(kind: str) -> CallError:
+    return CallError(code="X", message="x", kind=kind)  # type: ignore[arg-type]
+
+
+def _run(
+    answers: Sequence[CallError | None], **kwargs: object
+) -> tuple[Tried[int], list[float]]:
+    calls = iter(range(len(answers)))
+    waits: list[float] = []
+
+    def wait(seconds: float) -> bool:
+        waits.append(seconds)
+        return True
+
+    options: dict[str, object] = {
+        "policy": RetryPolicy(max_attempts=3, base=1.0),
+        "random": lambda: 1.0,
+        "wait": wait,
+        **kwargs,
+    }
+    tried = call_with_retries(
+        lambda: next(calls),
+        lambda i: answers[i],
+        **options,  # type: ignore[arg-type]
+    )
+    return tried, waits
+
+
+def test_the_retry_loop_stops_at_success_a_permanent_error_or_the_limit() -> None:
+    assert _run([_error("retryable"), None]) == (Tried(1, 2, stopped=False), [1.0])
+    assert _run([_error("user"), None]) == (Tried(0, 1, stopped=False), [])
+    assert _run([_error("fatal")]) == (Tried(0, 1, stopped=False), [])
+    retryable = [_error("retryable")] * 5
+    assert _run(retryable) == (Tried(2, 3, stopped=False), [1.0, 2.0])
+
+
+def test_the_retry_loop_reports_a_stop_with_the_last_failure() -> None:
+    assert _run([None], before_attempt=lambda: False) == (
+        Tried(None, 0, stopped=True),
+        [],
+    )
+    tried, _ = _run([_error("retryable")] * 3, wait=lambda seconds: False)
+    assert tried == Tried(0, 1, stopped=True)
+    seen: list[CallError | None] = []
+    _run([_error("retryable"), None], observe=seen.append)
+    assert [e.kind if e else None for e in seen] == ["retryable", None]
