@@ -1393,23 +1393,33 @@ class ServeCommand:
             "--schema",
             type=Path,
             required=True,
-            help="the pool's DescribeUserPool output (JSON)",
+            metavar="FILE",
+            help="the pool's DescribeUserPool output (JSON); its Id is kept",
         )
         serve.add_argument(
             "--users",
             type=Path,
+            metavar="FILE",
             help="users to create: CSV (UTF-8) or Parquet with a username column; "
-            "columns named like schema attributes become attributes",
+            "columns named like schema attributes become attributes, a sub column "
+            "their sub, an access_token column a token UpdateUserAttributes takes",
         )
         serve.add_argument(
-            "--port", type=_port, default=0, help="port on 127.0.0.1 (default: free)"
+            "--port",
+            type=_port,
+            default=0,
+            metavar="N",
+            help="port on 127.0.0.1 (default: a free one)",
         )
         serve.add_argument(
             "--port-file",
             type=Path,
+            metavar="FILE",
             help='written with "ENDPOINT_URL POOL_ID" once serving',
         )
-        serve.add_argument("--region", default="us-east-1", help="default: us-east-1")
+        serve.add_argument(
+            "--region", default="us-east-1", help="(default: %(default)s)"
+        )
 
     def parser(self) -> argparse.ArgumentParser:
         parser = argparse.ArgumentParser(prog=self.prog, description=self.description)
