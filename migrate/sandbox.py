@@ -659,6 +659,8 @@ class EmulatedPool:
         if not isinstance(params, dict):
             return Reply.error(400, "SerializationException", "Malformed JSON body")
         own = self._OWN_OPERATIONS.get(operation)
+        # Answered here, not by moto: moto's answer to an operation Cognito
+        # lacks has changed between releases (a 400 JSON error, then a bare 404).
         if own is None and operation not in _cognito_operations():
             return Reply.error(
                 400, "UnknownOperationException", f"Unknown operation {request.target}"
