@@ -795,8 +795,9 @@ class UserPool:
         """One ListUsers page with every attribute; AWS errors come back as data.
 
         No AttributesToGet: Cognito rejects it unless every listed user has
-        every requested attribute (cognito-facts 2.3). ListUsers is signed with
-        IAM credentials whatever ``api`` is, so errors are classified as admin.
+        every requested attribute (ListUsers API reference). ListUsers is
+        signed with IAM credentials whatever ``api`` is, so errors are
+        classified as admin.
         """
         if not self._pool_id:
             raise ConfigError("--user-pool-id is required to list the pool's users")

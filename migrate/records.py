@@ -36,8 +36,8 @@ ColumnKind = Literal["int", "text", "names", "real", "json"]
 #: The columns of one row's outcome, in report order, with their kinds: a
 #: whole number, text, a list of attribute names, a time, JSON. The report's
 #: columns and types, the job ledger's table and the frames that carry
-#: outcomes between stages are all derived from this one list
-#: (DESIGN.md, "The per-user report").
+#: outcomes between stages are all derived from this one list (README, "The
+#: report").
 OUTCOME_COLUMNS: dict[str, ColumnKind] = {
     "row": "int",
     "user": "text",

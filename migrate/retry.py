@@ -20,7 +20,7 @@ from migrate.records import CallError
 # that on average with full jitter): long enough to ride out a busy minute of
 # the production app on the shared 25/s quota, short enough that a row which
 # still fails is handed to `resume --retry-failed` instead of holding a worker.
-#: Total attempts per call, the first included (cognito-facts §5: 6-8).
+#: Total attempts per call, the first included (6-8 rides out a busy minute).
 DEFAULT_MAX_ATTEMPTS = 8
 #: First retry waits up to this many seconds.
 DEFAULT_BASE = 0.5

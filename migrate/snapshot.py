@@ -10,9 +10,9 @@ added as columns (every file of one pool keeps one schema); they are counted in
 How a snapshot is taken:
 
 - ListUsers is called page after page (up to 60 users each, every attribute:
-  AttributesToGet is never sent, cognito-facts 2.3), paced by its own adaptive
-  token bucket, well under the 30 requests/s UserList quota that every caller
-  in the account and Region shares. Throttling and transient errors are
+  AttributesToGet is never sent, see `UserPool.list_users_page`), paced by
+  its own adaptive token bucket, well under the 30 requests/s UserList quota
+  that every caller in the account and Region shares. Throttling and transient errors are
   retried with jittered backoff; a job-wide error raises FatalError.
 - Pages are written as Parquet part files of a fixed number of pages into a
   private (0o700) directory next to the output, ``.<name>.snapshot-parts``,
