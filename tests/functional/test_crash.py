@@ -1,6 +1,6 @@
 """Crash safety: SIGKILL a real run at random moments, resume, and lose nothing.
 
-The emulated pool runs in its own process (``python -m migrate.sandbox serve``)
+The emulated pool runs in its own process (``python -m tests.support.endpoint serve``)
 and counts the writes it applied per user; each run is a real
 ``cognito-migrate`` process killed with SIGKILL, then resumed.
 """

@@ -2,7 +2,7 @@
 
 The property test drives ``pipeline.execute`` with a fake client and virtual
 time; the others run the real CLI against the emulated pool (in process, or as
-a ``python -m migrate.sandbox serve`` subprocess when a real run process is
+a ``python -m tests.support.endpoint serve`` subprocess when a real run process is
 needed).
 """
 
