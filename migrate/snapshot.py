@@ -12,8 +12,9 @@ How a snapshot is taken:
 - ListUsers is called page after page (up to 60 users each, every attribute:
   AttributesToGet is never sent, see `UserPool.list_users_page`), paced by
   its own adaptive token bucket, well under the 30 requests/s UserList quota
-  that every caller in the account and Region shares. Throttling and transient errors are
-  retried with jittered backoff; a job-wide error raises FatalError.
+  that every caller in the account and Region shares. Throttling and
+  transient errors are retried with jittered backoff; a job-wide error
+  raises FatalError.
 - Pages are written as Parquet part files of a fixed number of pages into a
   private (0o700) directory next to the output, ``.<name>.snapshot-parts``,
   so memory does not grow with the pool. After each part is on disk, a small
