@@ -673,6 +673,27 @@ def _job_from_spec(spec: JobSpec, source: Path, *, verify: bool = False) -> Job:
     )
 
 
+def _spec_inputs(spec: JobSpec, job_path: Path) -> list[tuple[str, Path | None]]:
+    """The files a recorded job reads, with their roles: never an output."""
+
+    def path(text: str | None) -> Path | None:
+        return Path(text) if text else None
+
+    return [
+        ("the job file", job_path),
+        ("the input file", path(spec.input_path)),
+        ("the mapping", path(spec.mapping_path)),
+        ("the snapshot", path(spec.snapshot)),
+    ]
+
+
+def _recorded_aws(spec: JobSpec) -> AwsOptions:
+    """The connection a job recorded: the default of commands that continue it."""
+    return AwsOptions(
+        profile=spec.profile, region=spec.region, endpoint_url=spec.endpoint_url
+    )
+
+
 def prepare_resume(
     job_path: Path,
     reporter: Reporter,
@@ -698,23 +719,14 @@ def prepare_resume(
     job = _job_from_spec(spec, job_path, verify=True)
     execution = execution or ExecutionConfig()
     report_path = report_path or Path(f"{job_path}.report.csv")
-    inputs: list[tuple[str, Path | None]] = [
-        ("the job file", job_path),
-        ("the input file", job.source.path),
-        ("the mapping", Path(job.mapping.path)),
-        ("the snapshot", Path(spec.snapshot) if spec.snapshot else None),
-    ]
-    check_report_path(report_path, inputs)
-    recorded = AwsOptions(
-        profile=spec.profile, region=spec.region, endpoint_url=spec.endpoint_url
-    )
+    check_report_path(report_path, _spec_inputs(spec, job_path))
     return PreparedRun(
         job=job,
         spec=spec,
         job_path=job_path,
         report_path=report_path,
         execution=execution,
-        client=recorded.overridden(aws).client(execution.concurrency),
+        client=_recorded_aws(spec).overridden(aws).client(execution.concurrency),
         reporter=reporter,
         retry_failed=retry_failed,
     )
@@ -736,13 +748,7 @@ def write_report(
     """The per-user report of a job, at any time."""
     with Ledger.open(job_path) as ledger:
         spec = ledger.spec()
-        inputs: list[tuple[str, Path | None]] = [
-            ("the job file", job_path),
-            ("the input file", Path(spec.input_path) if spec.input_path else None),
-            ("the mapping", Path(spec.mapping_path) if spec.mapping_path else None),
-            ("the snapshot", Path(spec.snapshot) if spec.snapshot else None),
-        ]
-        check_report_path(output_path, inputs)
+        check_report_path(output_path, _spec_inputs(spec, job_path))
         if spec.kind == "rollback":
             return pipeline.write_ledger_report(ledger, output_path, only=only)
         changed = _changed_inputs(spec, ledger.info())
@@ -821,12 +827,7 @@ def prepare_rollback(
     report_path = report_path or default_report
     with Ledger.open(job_path) as original:
         spec = original.spec()
-        inputs: list[tuple[str, Path | None]] = [
-            ("the job file", job_path),
-            ("the input file", Path(spec.input_path) if spec.input_path else None),
-            ("the mapping", Path(spec.mapping_path) if spec.mapping_path else None),
-            ("the snapshot", Path(spec.snapshot) if spec.snapshot else None),
-        ]
+        inputs = _spec_inputs(spec, job_path)
         if not dry_run:
             check_job_path(rollback_path, inputs)
         check_report_path(
@@ -845,9 +846,6 @@ def prepare_rollback(
         pool=spec.pool_id,
         options=json.dumps({"rollback_of": str(job_path.resolve())}),
     )
-    recorded = AwsOptions(
-        profile=spec.profile, region=spec.region, endpoint_url=spec.endpoint_url
-    )
     return PreparedRollback(
         job_path=job_path,
         rollback_path=rollback_path,
@@ -855,7 +853,7 @@ def prepare_rollback(
         spec=spec,
         fingerprint=fingerprint,
         items=items,
-        aws=recorded.overridden(aws),
+        aws=_recorded_aws(spec).overridden(aws),
         execution=execution or ExecutionConfig(),
         reporter=reporter,
     )
