@@ -167,6 +167,28 @@ def _legacy_spec(info: Mapping[str, str]) -> JobSpec:
     )
 
 
+def _difference(part: str, old: str | None, new: str) -> str:
+    """How one part of a fingerprint changed, in words a person can act on."""
+    if part.endswith("sha256"):
+        return f"sha256 {(old or '')[:12] or 'none'}, now {new[:12]}"
+    if part != "options":
+        return f"was {old!r}, now {new!r}"
+    try:
+        before, after = json.loads(old or "{}"), json.loads(new)
+    except ValueError:
+        return f"was {old!r}, now {new!r}"
+    names = sorted(set(before) | set(after))
+    return "; ".join(
+        f"{name}: {_shown(before, name)}, now {_shown(after, name)}"
+        for name in names
+        if before.get(name) != after.get(name)
+    )
+
+
+def _shown(options: dict[str, Any], name: str) -> str:
+    return json.dumps(options[name]) if name in options else "unset"
+
+
 def file_sha256(path: str | Path) -> str:
     """SHA-256 of a file, streamed."""
     digest = hashlib.sha256()
@@ -374,7 +396,7 @@ class Ledger:
         """Refuse to continue a job with different input, mapping, pool or options."""
         stored = self.info()
         changed = [
-            _PART_NAMES[key]
+            f"{_PART_NAMES[key]} ({_difference(key, stored.get(key), value)})"
             for key, value in fingerprint.as_dict().items()
             if stored.get(key) != value
         ]

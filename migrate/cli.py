@@ -485,7 +485,7 @@ def validate(
     "--report",
     "report_path",
     help="Per-user report (.csv, .parquet or .jsonl). "
-    "Default: INPUT-STEM.MAPPING-STEM.report.csv.",
+    "Default: named after the job file (X.job.sqlite -> X.report.csv).",
 )
 @rate_options
 @click.option(
@@ -594,7 +594,7 @@ def status(job_path: Path) -> None:
 @_path_option(
     "--report",
     "report_path",
-    help="Per-user report (default: JOB with .report.csv).",
+    help="Per-user report (default: named after JOB, X.job.sqlite -> X.report.csv).",
 )
 @rate_options
 def resume(

@@ -218,6 +218,20 @@ def check_job_path(path: Path, inputs: Sequence[tuple[str, Path | None]]) -> Non
     check_output(path, what="job file", recognise=is_job_file, protected=inputs)
 
 
+def report_path_for(job_path: Path) -> Path:
+    """A job's report, named after its job file: ``X.job.sqlite`` -> ``X.report.csv``.
+
+    Every command that writes a job's report by default (run, sandbox run,
+    resume, rollback) writes this one file, so two jobs never share a report.
+    """
+    name = job_path.name
+    for suffix in (".job.sqlite", ".sqlite", ".db"):
+        if name.endswith(suffix) and len(name) > len(suffix):
+            name = name[: -len(suffix)]
+            break
+    return job_path.with_name(f"{name}.report.csv")
+
+
 # --- schema ------------------------------------------------------------------------
 
 
@@ -427,7 +441,7 @@ def prepare_run(request: JobRequest, reporter: Reporter) -> PreparedRun:
             "--user-pool-id is required for a real run (or use --dry-run / --sandbox)"
         )
     job_path = request.job_path or request.default_path("job.sqlite")
-    report_path = request.report_path or request.default_path("report.csv")
+    report_path = request.report_path or report_path_for(job_path)
     inputs = request.inputs()
     check_job_path(job_path, inputs)
     check_report_path(report_path, [*inputs, ("the job file", job_path)])
@@ -490,7 +504,7 @@ def sandbox_run(request: JobRequest, reporter: Reporter) -> Iterator[PreparedRun
     from migrate.sandbox import EmulatedPool
 
     job_path = request.job_path or request.default_path("sandbox.job.sqlite")
-    report_path = request.report_path or request.default_path("report.csv")
+    report_path = request.report_path or report_path_for(job_path)
     inputs = request.inputs()
     check_job_path(job_path, inputs)
     check_report_path(report_path, [*inputs, ("the job file", job_path)])
@@ -718,7 +732,7 @@ def prepare_resume(
         )
     job = _job_from_spec(spec, job_path, verify=True)
     execution = execution or ExecutionConfig()
-    report_path = report_path or Path(f"{job_path}.report.csv")
+    report_path = report_path or report_path_for(job_path)
     check_report_path(report_path, _spec_inputs(spec, job_path))
     return PreparedRun(
         job=job,
@@ -807,8 +821,10 @@ class PreparedRollback:
 
 def rollback_paths(job_path: Path, *, dry_run: bool) -> tuple[Path, Path]:
     """Default (job file, report) of a rollback of ``job_path``."""
-    report = Path(f"{job_path}.rollback.{'dry-run.' if dry_run else ''}report.csv")
-    return Path(f"{job_path}.rollback.sqlite"), report
+    rollback = Path(f"{job_path}.rollback.sqlite")
+    if dry_run:
+        return rollback, Path(f"{job_path}.rollback.dry-run.report.csv")
+    return rollback, report_path_for(rollback)
 
 
 def prepare_rollback(

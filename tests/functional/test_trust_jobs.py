@@ -278,3 +278,57 @@ def test_the_library_runs_a_job_without_the_cli(tmp_path: Path) -> None:
         assert pool.user_attributes(POOL_ID, "u3")["custom:tenant_id"] == "t-u3"
     summary = jobs.write_report(tmp_path / "job.sqlite", tmp_path / "final.jsonl")
     assert _counts(summary) == {"updated": 3}
+
+
+def test_each_job_has_one_report_named_after_its_job_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    data = _input(tmp_path / "in.csv", ["u1", "u2"])
+    result = invoke("run", data, "-m", BACKFILL, "--schema", SCHEMA_FILE, "--sandbox")
+    assert result.exit_code == 0, result.output
+    assert "Report: in.backfill-tenant.sandbox.report.csv" in result.output
+    with EmulatedPool() as pool:
+        pool.seed(SCHEMA, [{"username": "u1"}, {"username": "u2"}])
+        connection = ["--endpoint-url", pool.endpoint_url, "--region", "us-east-1"]
+        real = ["--user-pool-id", POOL_ID, *connection]
+        result = invoke("run", data, "-m", BACKFILL, *real)
+        assert result.exit_code == 0, result.output
+        assert "Report: in.backfill-tenant.report.csv" in result.output
+        result = invoke("run", data, "-m", BACKFILL, *real, "--job", "other.sqlite")
+        assert result.exit_code == 0, result.output
+        assert "Report: other.report.csv" in result.output
+        result = invoke("resume", "other.sqlite", *connection)
+        assert result.exit_code == 0, result.output
+        assert "Report: other.report.csv" in result.output
+    assert sorted(p.name for p in tmp_path.glob("*.report.csv")) == [
+        "in.backfill-tenant.report.csv",
+        "in.backfill-tenant.sandbox.report.csv",
+        "other.report.csv",
+    ]
+
+
+def test_a_rerun_with_other_options_says_which_option_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    data = _input(tmp_path / "in.csv", ["u1"])
+    with EmulatedPool() as pool:
+        pool.seed(SCHEMA, [{"username": "u1"}])
+        args = [
+            data,
+            "-m",
+            BACKFILL,
+            "--user-pool-id",
+            POOL_ID,
+            "--endpoint-url",
+            pool.endpoint_url,
+            "--region",
+            "us-east-1",
+        ]
+        assert invoke("run", *args).exit_code == 0
+        result = invoke("run", *args, "--diff")
+    assert result.exit_code == 2
+    assert (
+        "the options that change what is sent (diff: false, now true) changed since"
+    ) in result.output

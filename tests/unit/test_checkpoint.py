@@ -115,9 +115,10 @@ def test_fingerprint_mismatch_names_what_changed(tmp_path: Path) -> None:
     with Ledger.open(path) as ledger, pytest.raises(CheckpointError) as error:
         ledger.check_fingerprint(other)
     assert str(error.value) == (
-        f"job file {path} was made for a different job: the input file's content, "
-        "the options that change what is sent changed since. Resume with the same "
-        "files and options, or start a new job with another --job file"
+        f"job file {path} was made for a different job: the input file's content "
+        "(sha256 aaaaaaaaaaaa, now cccccccccccc), the options that change what is "
+        "sent (x: unset, now 1) changed since. Resume with the same files and "
+        "options, or start a new job with another --job file"
     )
 
 
