@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -169,6 +171,30 @@ rate_options = _options(
         help="Attempts per call before a row is failed_retryable.",
     ),
     click.option("-q", "--quiet", is_flag=True, help="No progress, only the summary."),
+)
+
+#: For `resume`: the settings the job recorded are the defaults.
+recorded_rate_options = _options(
+    click.option(
+        "--rate",
+        type=float,
+        help="Requests per second (default: as the job recorded).",
+    ),
+    click.option(
+        "--concurrency", type=int, help="Calls in flight (default: as recorded)."
+    ),
+    click.option(
+        "--max-attempts",
+        type=int,
+        help="Attempts per call (default: as recorded).",
+    ),
+    click.option("-q", "--quiet", is_flag=True, help="No progress, only the summary."),
+    click.option(
+        "-y",
+        "--yes",
+        is_flag=True,
+        help="Accepted for scripts; a resume asks nothing.",
+    ),
 )
 
 schema_option = _path_option(
@@ -596,7 +622,7 @@ def status(job_path: Path) -> None:
     "report_path",
     help="Per-user report (default: named after JOB, X.job.sqlite -> X.report.csv).",
 )
-@rate_options
+@recorded_rate_options
 def resume(
     job_path: Path,
     retry_failed: bool,
@@ -604,27 +630,29 @@ def resume(
     region: str | None,
     endpoint_url: str | None,
     report_path: Path | None,
-    rate: float,
-    concurrency: int,
-    max_attempts: int,
+    rate: float | None,
+    concurrency: int | None,
+    max_attempts: int | None,
     quiet: bool,
+    yes: bool,
 ) -> None:
     """Continue an interrupted or aborted job from its job file.
 
     Rows already done are skipped before they take a rate-limit token; rows in
     flight when the job stopped, not attempted, or failed_retryable are sent.
+    The connection and rate settings default to what the job recorded.
     """
-    _rate_warning(rate)
     prepared = jobs.prepare_resume(
         job_path,
         _Console(quiet=quiet),
         aws=AwsOptions(profile=profile, region=region, endpoint_url=endpoint_url),
         report_path=report_path,
-        execution=ExecutionConfig(
+        rates=jobs.RateOverrides(
             rate=rate, concurrency=concurrency, max_attempts=max_attempts
         ),
         retry_failed=retry_failed,
     )
+    _rate_warning(prepared.execution.rate)
     with _interrupts(prepared.report_path):
         outcome = prepared.execute()
     _conclude(outcome)
@@ -645,7 +673,7 @@ _STATUS_GROUPS = {
     "--output",
     "output_path",
     required=True,
-    help="Report file: .csv, .parquet or .jsonl.",
+    help="Report file: .csv, .parquet or .jsonl; - writes CSV to standard output.",
 )
 @click.option(
     "--only",
@@ -661,6 +689,15 @@ def report(job_path: Path, output_path: Path, only: tuple[str, ...]) -> None:
         keep = set()
         for name in only:
             keep.update(_STATUS_GROUPS.get(name, [name]))
+    if str(output_path) == "-":
+        # CSV on standard output (for pipes); the summary goes to standard error.
+        with tempfile.TemporaryDirectory() as scratch, _interrupts():
+            written = Path(scratch) / "report.csv"
+            summary = jobs.write_report(job_path, written, only=keep)
+            with open(written, "rb") as handle:
+                shutil.copyfileobj(handle, click.get_binary_stream("stdout"))
+        click.echo(summary.render(), err=True)
+        return
     with _interrupts():
         summary = jobs.write_report(job_path, output_path, only=keep)
     click.echo(summary.render())

@@ -172,6 +172,30 @@ class JobRequest:
         return Path(f"{self.input_path.stem}.{self.mapping_path.stem}.{suffix}")
 
 
+@dataclass(frozen=True, kw_only=True)
+class RateOverrides:
+    """Rate settings given for a resume; None: what the job recorded."""
+
+    rate: float | None = None
+    concurrency: int | None = None
+    max_attempts: int | None = None
+
+    def resolve(self, spec: JobSpec) -> ExecutionConfig:
+        """The settings of this resume: given, else recorded, else the defaults."""
+        default = ExecutionConfig()
+
+        def pick(given: Any, recorded: Any, fallback: Any) -> Any:
+            return next(v for v in (given, recorded, fallback) if v is not None)
+
+        return ExecutionConfig(
+            rate=pick(self.rate, spec.rate, default.rate),
+            concurrency=pick(self.concurrency, spec.concurrency, default.concurrency),
+            max_attempts=pick(
+                self.max_attempts, spec.max_attempts, default.max_attempts
+            ),
+        )
+
+
 @dataclass(kw_only=True)
 class JobResult:
     """How a run, resume or rollback ended, and what to do next."""
@@ -714,10 +738,13 @@ def prepare_resume(
     *,
     aws: AwsOptions = AwsOptions(),
     report_path: Path | None = None,
-    execution: ExecutionConfig | None = None,
+    rates: RateOverrides = RateOverrides(),
     retry_failed: bool = False,
 ) -> PreparedRun:
-    """Continue an interrupted or aborted job from its job file."""
+    """Continue an interrupted or aborted job from its job file.
+
+    The connection and the rate settings default to what the job recorded.
+    """
     with Ledger.open(job_path) as ledger:
         spec = ledger.spec()
     if spec.kind == "rollback":
@@ -731,7 +758,7 @@ def prepare_resume(
             "`cognito-migrate run ... --sandbox` again instead"
         )
     job = _job_from_spec(spec, job_path, verify=True)
-    execution = execution or ExecutionConfig()
+    execution = rates.resolve(spec)
     report_path = report_path or report_path_for(job_path)
     check_report_path(report_path, _spec_inputs(spec, job_path))
     return PreparedRun(

@@ -16,9 +16,11 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from click.testing import CliRunner
 
 from migrate import jobs, pipeline
 from migrate.checkpoint import Ledger, make_fingerprint
+from migrate.cli import cli
 from migrate.execution import ExecutionConfig
 from migrate.records import CallResult, JobSpec, WorkItem
 from migrate.report import Summary
@@ -332,3 +334,43 @@ def test_a_rerun_with_other_options_says_which_option_changed(
     assert (
         "the options that change what is sent (diff: false, now true) changed since"
     ) in result.output
+
+
+def test_scripting_resume_takes_yes_and_the_recorded_rate_and_report_goes_to_stdout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    data = _input(tmp_path / "in.csv", ["u1", "u2"])
+    with EmulatedPool() as pool:
+        pool.seed(SCHEMA, [{"username": "u1"}])
+        connection = ["--endpoint-url", pool.endpoint_url, "--region", "us-east-1"]
+        result = invoke(
+            "run",
+            data,
+            "-m",
+            BACKFILL,
+            "--user-pool-id",
+            POOL_ID,
+            *connection,
+            "--job",
+            "job.sqlite",
+            "--rate",
+            "23",
+            "--concurrency",
+            "3",
+        )
+        assert result.exit_code == 1, result.output
+        # The recorded rate (23/s, above the warning threshold) is the resume's.
+        result = invoke("resume", "job.sqlite", *connection, "--yes")
+    assert result.exit_code == 1, result.output
+    assert "Warning: --rate 23 is close to or above" in result.output
+    with Ledger.open(tmp_path / "job.sqlite") as ledger:
+        spec = ledger.spec()
+    assert (spec.rate, spec.concurrency) == (23.0, 3)
+    result = CliRunner().invoke(cli, ["report", "job.sqlite", "-o", "-"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("row,user,username,status,")
+    assert [line.split(",")[3] for line in lines[1:]] == ["updated", "failed"]
+    assert result.stderr.startswith("Rows: 2\n")
+    assert not (tmp_path / "-").exists()
