@@ -25,7 +25,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -579,11 +579,18 @@ class Ledger:
         )
         return {status: count for status, count in cursor}
 
-    def error_counts(self) -> dict[str, int]:
-        """Rows by error code, for rows that have one."""
+    def error_counts(
+        self, *, statuses: Collection[str] | None = None
+    ) -> dict[str, int]:
+        """Rows by error code, for rows that have one (of ``statuses``, if given)."""
+        where, params = "", []
+        if statuses is not None:
+            where = f" AND status IN ({','.join('?' * len(statuses))})"
+            params = sorted(statuses)
         cursor = self._settled().execute(
-            "SELECT error_code, COUNT(*) FROM outcomes WHERE error_code IS NOT NULL "
-            "GROUP BY 1 ORDER BY 2 DESC, 1"
+            "SELECT error_code, COUNT(*) FROM outcomes WHERE error_code IS NOT NULL"
+            f"{where} GROUP BY 1 ORDER BY 2 DESC, 1",
+            params,
         )
         return {code: count for code, count in cursor}
 

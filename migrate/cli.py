@@ -10,6 +10,7 @@ invalid or failed.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -39,6 +40,7 @@ from migrate.pipeline import DryRunResult, Job
 from migrate.records import OK_STATUSES, Status
 from migrate.snapshot import DEFAULT_LIST_RATE
 from migrate.source import SourceOptions
+from migrate.status import render as render_status
 
 EXIT_OK = 0
 EXIT_ROWS_FAILED = 1
@@ -46,6 +48,8 @@ EXIT_USAGE = 2
 EXIT_ABORTED = 3
 EXIT_INTERRUPTED = 130
 
+#: Seconds between refreshes of `status --watch`.
+STATUS_INTERVAL = 5.0
 #: Seconds between plain progress lines when output is not a terminal.
 PROGRESS_INTERVAL = 10.0
 #: Interrupts closer together than this are one stop: `timeout -s INT` and a
@@ -602,9 +606,41 @@ def run(
 @click.argument(
     "job_path", metavar="JOB", type=click.Path(dir_okay=False, path_type=Path)
 )
-def status(job_path: Path) -> None:
-    """Progress of a running or stopped job (safe to run while it runs)."""
-    click.echo(jobs.status(job_path))
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="One JSON object (versioned; shape in the README) instead of text.",
+)
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Show the status again every few seconds until the job stops running.",
+)
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.5),
+    default=STATUS_INTERVAL,
+    show_default=True,
+    help="Seconds between refreshes with --watch.",
+)
+def status(job_path: Path, as_json: bool, watch: bool, interval: float) -> None:
+    """Progress of a running or stopped job (safe to run while it runs).
+
+    Rows by status, remaining rows, skipped rows by reason, errors by code, the
+    latest run's rate and the time to finish.
+    """
+    while True:
+        current = jobs.status(job_path)
+        if as_json:
+            click.echo(json.dumps(current.as_json(), sort_keys=False))
+        else:
+            click.echo(render_status(current))
+        if not watch or not current.running:
+            return
+        time.sleep(interval)
+        if not as_json:
+            click.echo("")
 
 
 @cli.command()

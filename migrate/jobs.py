@@ -45,6 +45,7 @@ from migrate.report import Summary, is_report_file
 from migrate.schema import PoolSchema, load_schema_file, schema_from_describe
 from migrate.snapshot import DEFAULT_LIST_RATE, is_snapshot_file
 from migrate.source import SourceOptions
+from migrate.status import JobStatus, job_status
 
 if TYPE_CHECKING:
     from mypy_boto3_cognito_idp import CognitoIdentityProviderClient
@@ -776,11 +777,10 @@ def prepare_resume(
 # --- status and report -------------------------------------------------------------
 
 
-def status(job_path: Path) -> str:
+def status(job_path: Path) -> JobStatus:
     """The status of a job, read from its job file (safe while it runs)."""
     with Ledger.open(job_path) as ledger:
-        ledger.spec()
-        return pipeline.describe_status(ledger)
+        return job_status(ledger)
 
 
 def write_report(

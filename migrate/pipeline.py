@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol, TypeVar, runtime_checkable
 
@@ -549,57 +547,6 @@ def sandbox_users(job: Job) -> list[dict[str, str]]:
             user["access_token"] = rec[TOKEN]
         users.append(user)
     return users
-
-
-def describe_status(ledger: Ledger, *, now: Callable[[], float] = time.time) -> str:
-    """A plain-text status of a job, read from its ledger (safe while it runs)."""
-    spec = ledger.spec()
-    counts = ledger.counts()
-    total = spec.total_rows
-    holder = ledger.holder()
-    if total is not None and not holder:
-        # A stopped job's rows that were never queued are not in the ledger;
-        # the run's summary and report count them not_attempted, and so does this.
-        others = sum(n for s, n in counts.items() if s != Status.NOT_ATTEMPTED)
-        if total > others:
-            counts[Status.NOT_ATTEMPTED.value] = total - others
-    decided = sum(counts.values())
-    lines = [f"Job: {ledger.path}", f"Input: {spec.input_path or '?'}"]
-    lines.append(f"Pool: {spec.pool_id}")
-    lines.append(f"Running: {'yes, ' + holder if holder else 'no'}")
-    of = f" of {total:,}" if total is not None else ""
-    lines.append(f"Rows with a status: {decided:,}{of}")
-    for status in Status:
-        if counts.get(status.value):
-            lines.append(f"  {status.value:<18} {counts[status.value]:>10,}")
-    errors = ledger.error_counts()
-    if errors:
-        lines.append("Errors by code:")
-        lines += [f"  {code:<30} {n:>10,}" for code, n in errors.items()]
-    runs = ledger.runs()
-    _, last, _ = ledger.activity()
-    if last is not None:
-        lines.append(
-            "Last activity: "
-            + datetime.fromtimestamp(last, UTC).isoformat(timespec="seconds")
-            + f" ({now() - last:.0f}s ago)"
-        )
-    # The rate of the latest run: earlier runs, and the pauses between them,
-    # say nothing about how fast this one goes.
-    started = float(runs[-1]["started_at"]) if runs else None
-    first, last, sent = ledger.activity(since=started or 0.0)
-    origin = started if started is not None else first
-    if last is not None and origin is not None and last > origin:
-        rate = sent / (last - origin)
-        lines.append(f"Achieved rate: {rate:.1f} users/s (latest run)")
-        if total is not None and holder:
-            remaining = max(total - decided, 0)
-            lines.append(f"ETA: {remaining / rate / 60:.0f} min for {remaining:,} rows")
-    if runs:
-        lines.append(
-            f"Runs: {len(runs)} (last: {runs[-1]['result'] or 'running or killed'})"
-        )
-    return "\n".join(lines)
 
 
 def rollback_items(original: Ledger) -> Iterator[WorkItem]:

@@ -6,6 +6,7 @@ fresh working directory per test; real runs go to an emulated pool on loopback.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -660,7 +661,7 @@ def test_status_after_a_run(finished: Path) -> None:
     result = invoke("status", finished)
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[:11] == [
+    assert lines[:12] == [
         f"Job: {finished}",
         f"Input: {(finished.parent / 'in.csv').resolve()}",
         "Pool: us-east-1_SAMPLE0001",
@@ -669,15 +670,58 @@ def test_status_after_a_run(finished: Path) -> None:
         "  updated                     2",
         "  invalid                     2",
         "  failed                      1",
+        "Remaining: 0 rows",
         "Errors by code:",
         "  too_long                                2",
         "  UserNotFoundException                   1",
     ]
     assert re.fullmatch(
-        r"Last activity: \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00 \(\d+s ago\)", lines[11]
+        r"Last activity: \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00 \(\d+s ago\)", lines[12]
     )
-    assert re.fullmatch(r"Achieved rate: \d+\.\d users/s \(latest run\)", lines[12])
-    assert lines[13:] == ["Runs: 1 (last: finished)"]
+    assert re.fullmatch(r"Achieved rate: \d+\.\d users/s \(latest run\)", lines[13])
+    assert lines[14:] == ["Runs: 1 (last: finished)"]
+
+
+def test_status_as_json_for_scripts(finished: Path) -> None:
+    result = invoke("status", finished, "--json")
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.output)
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", shown.pop("last_activity")
+    )
+    assert isinstance(shown.pop("rate"), float)
+    assert shown == {
+        "version": 1,
+        "job": str(finished),
+        "kind": "real",
+        "input": str((finished.parent / "in.csv").resolve()),
+        "pool_id": "us-east-1_SAMPLE0001",
+        "running": False,
+        "holder": None,
+        "total_rows": 5,
+        "statuses": {
+            "updated": 2,
+            "unchanged": 0,
+            "skipped": 0,
+            "would_update": 0,
+            "invalid": 2,
+            "failed": 1,
+            "failed_retryable": 0,
+            "not_attempted": 0,
+        },
+        "remaining": 0,
+        "skipped_by_reason": {},
+        "errors_by_code": {"too_long": 2, "UserNotFoundException": 1},
+        "eta_seconds": None,
+        "runs": 1,
+        "last_run_result": "finished",
+    }
+
+
+def test_status_watch_ends_when_the_job_is_not_running(finished: Path) -> None:
+    result = invoke("status", finished, "--watch", "--interval", "0.5")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("Running: no") == 1
 
 
 def test_status_of_a_missing_job() -> None:

@@ -22,7 +22,7 @@ from migrate.checkpoint import (
     make_fingerprint,
 )
 from migrate.errors import CheckpointError, FatalError
-from migrate.pipeline import describe_status
+from migrate.status import describe_status
 from migrate.records import (
     LEDGER_ONLY_COLUMNS,
     OUTCOME_COLUMNS,
