@@ -16,6 +16,7 @@ from migrate.cognito import (
     TRANSIENT_CODES,
     USER_CODES,
     Api,
+    MalformedResponseError,
     classify,
     scrub,
 )
@@ -300,6 +301,25 @@ def test_botocore_error_kind(exc: BaseException, kind: ErrorKind, api: Api) -> N
     assert error.kind == kind
     assert error.throttled is False
     assert str(exc) in error.message
+
+
+@pytest.mark.parametrize("api", ["admin", "token"])
+def test_a_malformed_success_is_retryable(api: Api) -> None:
+    # It may or may not have been applied; updates are idempotent, so retry.
+    exc = MalformedResponseError(
+        operation="AdminUpdateUserAttributes", status=200, problem="an empty body"
+    )
+    error = classify(exc, api=api)
+    assert (error.code, error.kind, error.throttled) == (
+        "MalformedResponse",
+        "retryable",
+        False,
+    )
+    assert error.message == (
+        "AdminUpdateUserAttributes: the endpoint answered HTTP 200 with an empty "
+        "body, which is not a Cognito response; the call may or may not have taken "
+        "effect"
+    )
 
 
 def test_no_credentials_says_what_to_set() -> None:

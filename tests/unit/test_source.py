@@ -1066,11 +1066,29 @@ def test_a_few_nul_bytes_are_not_utf16(tmp_path: Path) -> None:
 
 def test_a_named_pipe_is_refused_without_blocking(tmp_path: Path) -> None:
     import os
+    import threading
 
     path = tmp_path / "users.csv"
     os.mkfifo(path)
-    # No writer: opening it for reading would block forever.
-    assert str(source_error(lambda: open_source(path))) == (
+    found: list[BaseException] = []
+
+    def attempt() -> None:
+        try:
+            open_source(path)
+        except BaseException as exc:  # handed to the test thread
+            found.append(exc)
+
+    # No writer: opening the pipe for reading would block forever.
+    worker = threading.Thread(target=attempt, daemon=True)
+    worker.start()
+    worker.join(10)
+    if worker.is_alive():
+        # Give the blocked open a writer, so the thread can end.
+        os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail("open_source blocked on a named pipe with no writer")
+    (error,) = found
+    assert isinstance(error, SourceError)
+    assert str(error) == (
         f"{path}: is a named pipe (FIFO), not a regular file; the input is read "
         "more than once, so save it to a file first"
     )
