@@ -17,6 +17,7 @@ import pytest
 
 from migrate.mapping import VERIFIED_FLAGS, Mapping, load_mapping
 from migrate.sandbox import EmulatedPool, Quotas
+from migrate.source import open_source
 from tests.cli.helpers import invoke, read_report, real_run_args, write
 from tests.conftest import MAPPINGS, SAMPLES
 from tests.support.fake_cognito import FakeCognito
@@ -385,10 +386,13 @@ def test_a_report_fed_back_keeps_a_formula_out_of_the_pool(format: str) -> None:
         ("bob", "would_update", ""),
         ("carol", "would_update", ""),
     ]
-    # The value that would be sent is the one in the input: a quote the input
-    # had stays, and none is added.
-    assert 'bob: set custom:tenant_id="\'quoted"\n' in again.output
-    assert "'=HYPERLINK" not in again.output
+    # What the second run read (and would send) is the input as it was: the
+    # formula itself (refused above), a quote the input had, and no other.
+    source = open_source("again.csv")
+    read = pl.concat(list(source.batches())).select("username", "tenant").rows()
+    assert read == [("alice", FORMULA), ("bob", "'quoted"), ("carol", "acme")]
+    # No example request carries the formula, with or without a quote.
+    assert "=HYPERLINK" not in again.output.split("Example requests:")[-1]
 
 
 # --- Parquet floats: whole numbers, NaN and infinity ---------------------------------
