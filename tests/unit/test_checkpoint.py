@@ -22,7 +22,6 @@ from migrate.checkpoint import (
     make_fingerprint,
 )
 from migrate.errors import CheckpointError, FatalError
-from migrate.status import describe_status
 from migrate.records import (
     LEDGER_ONLY_COLUMNS,
     OUTCOME_COLUMNS,
@@ -32,6 +31,7 @@ from migrate.records import (
     Status,
 )
 from migrate.report import REPORT_SCHEMA
+from migrate.status import describe_status
 from tests.conftest import BeforeBatchWrites
 
 FP = Fingerprint(input_sha256="a" * 64, mapping_sha256="b" * 64, pool="p", options="{}")
