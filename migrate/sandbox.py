@@ -239,7 +239,7 @@ class Quotas:
     """Cognito's request-rate quotas, in requests per second (None: unlimited).
 
     The defaults are Cognito's: UserUpdate 25, UserList 30, UserRead 120,
-    UserPoolRead 15 (``reference/cognito-facts.md``).
+    UserPoolRead 15 (the quotas page of the Cognito developer guide).
     """
 
     user_update: float | None = 25.0
