@@ -35,6 +35,7 @@ from migrate.execution import (
     ExecutionConfig,
     ExecutionStats,
 )
+from migrate.files import remove_temporaries
 from migrate.jobs import AwsOptions, JobRequest, JobResult
 from migrate.pipeline import DryRunResult, Job
 from migrate.records import OK_STATUSES, Status
@@ -127,9 +128,10 @@ input_options = _options(
     click.option(
         "--format",
         "input_format",
-        type=click.Choice(["csv", "parquet"]),
+        type=click.Choice(["csv", "parquet", "jsonl"]),
         default=None,
-        help="Input format (default: from the file extension).",
+        help="Input format (default: from the extension: .csv/.tsv/.txt, "
+        ".parquet/.pq, .jsonl/.ndjson/.json).",
     ),
 )
 
@@ -367,6 +369,7 @@ def _interrupts(report_path: Path | None = None) -> Iterator[None]:
                 "\nStopped at once; rows in flight will be resent" + removed,
                 err=True,
             )
+            remove_temporaries()
             os._exit(EXIT_INTERRUPTED)
         first = now
         click.echo(

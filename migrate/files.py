@@ -15,11 +15,14 @@ refusal is a ConfigError (exit 2) and touches nothing.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import os
+import shutil
 import stat
 import tempfile
+import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO
@@ -98,6 +101,42 @@ def fsync_directory(directory: Path) -> None:
             os.close(fd)
 
 
+#: Temporary files and folders of outputs being written, removed at exit if
+#: still there: an interrupt can land anywhere, even between creating one and
+#: the code that would clean it up.
+_TEMPORARY: set[Path] = set()
+_TEMPORARY_LOCK = threading.Lock()
+
+
+def track_temporary(path: Path) -> None:
+    """Remove ``path`` (file or folder) at exit unless `untrack_temporary` runs."""
+    with _TEMPORARY_LOCK:
+        _TEMPORARY.add(path)
+
+
+def untrack_temporary(path: Path) -> None:
+    """``path`` was moved into place or removed: leave it alone at exit."""
+    with _TEMPORARY_LOCK:
+        _TEMPORARY.discard(path)
+
+
+def remove_temporaries() -> None:
+    """Remove every tracked temporary file and folder (at exit, or before
+    stopping at once)."""
+    with _TEMPORARY_LOCK:
+        leftovers = list(_TEMPORARY)
+        _TEMPORARY.clear()
+    for path in leftovers:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
+atexit.register(remove_temporaries)
+
+
 class AtomicFile:
     """A private temporary file next to ``path`` that becomes ``path`` on commit.
 
@@ -120,6 +159,7 @@ class AtomicFile:
             ) from error
         #: Where the content goes until ``commit``.
         self.tmp = Path(tmp)
+        track_temporary(self.tmp)
         self.handle: IO[bytes] | None = os.fdopen(fd, "wb")
 
     def commit(self) -> None:
@@ -142,6 +182,7 @@ class AtomicFile:
         except BaseException:
             self.discard()
             raise
+        untrack_temporary(self.tmp)
         fsync_directory(self.path.parent)
 
     def close_handle(self) -> None:
@@ -154,6 +195,7 @@ class AtomicFile:
         """Remove the temporary file; the previous ``path`` stays as it was."""
         self.close_handle()
         self.tmp.unlink(missing_ok=True)
+        untrack_temporary(self.tmp)
 
 
 def write_private(path: Path, write: Callable[[IO[bytes]], object]) -> None:

@@ -22,7 +22,7 @@ from migrate.background import Background
 from migrate.checkpoint import Ledger, decided_rows
 from migrate.errors import ConfigError
 from migrate.execution import ExecutionConfig, ExecutionStats, Executor, UserPoolClient
-from migrate.mapping import Mapping, load_mapping
+from migrate.mapping import VERIFIED_FLAGS, Mapping, load_mapping
 from migrate.planning import ALIAS_ATTRIBUTES, CurrentValues, Planner, report_frame
 from migrate.records import (
     ROW,
@@ -258,6 +258,7 @@ def dry_run(
     if writer is not None:
         writer.close()
     summary.problems.update(validator.counts)
+    summary.warnings += _withheld_flag_warnings(planner)
     summary.examples = [
         (
             (item.user, dict(item.set_attributes), list(item.delete_attributes))
@@ -276,6 +277,16 @@ def dry_run(
         examples=examples,
         report_path=Path(report_path) if report_path is not None else None,
     )
+
+
+def _withheld_flag_warnings(planner: Planner) -> list[str]:
+    """Say where a verified flag was left out (its attribute was not set)."""
+    return [
+        f"{flag} left out of {rows:,} rows whose request does not set "
+        f"{VERIFIED_FLAGS[flag]} (blank, deleted or unchanged); "
+        'add when = "always" to send it anyway'
+        for flag, rows in planner.withheld_flags().items()
+    ]
 
 
 class _BackgroundWriter:

@@ -25,7 +25,7 @@ from typing import IO, Literal, Self
 import polars as pl
 
 from migrate.errors import ConfigError
-from migrate.files import AtomicFile, read_head
+from migrate.files import AtomicFile, read_head, track_temporary, untrack_temporary
 from migrate.records import (
     OK_STATUSES,
     OUTCOME_COLUMNS,
@@ -271,6 +271,7 @@ class ReportWriter:
                         dir=directory, prefix=f".{self.path.name}.", suffix=".parts"
                     )
                 )
+                track_temporary(self._parts_dir)
             except OSError:
                 self.abort()
                 raise
@@ -345,6 +346,7 @@ class ReportWriter:
     def _remove_parts(self) -> None:
         if self._parts_dir is not None:
             shutil.rmtree(self._parts_dir, ignore_errors=True)
+            untrack_temporary(self._parts_dir)
             self._parts_dir = None
 
     def __enter__(self) -> Self:
@@ -372,6 +374,9 @@ Example = (
 )
 
 _MAX_EXAMPLE_VALUE = 60
+#: Rows shown per error code in the summary, and their message's length.
+FAILURE_ROWS_SHOWN = 3
+_MAX_MESSAGE = 120
 
 
 class Summary:
@@ -390,11 +395,27 @@ class Summary:
         self.problems: Counter[str] = Counter(problems or {})
         self.examples: list[Example] = list(examples)
         self.warnings: list[str] = list(warnings)
+        #: Rows that did not end well, by error code ...
+        self.failures: Counter[str] = Counter()
+        #: ... and the first few of each: (row, user, message).
+        self.failure_rows: dict[str, list[tuple[int, str | None, str | None]]] = {}
 
     def add(self, frame: pl.DataFrame) -> None:
         """Count the statuses and attribute changes of one report batch."""
         for status, count in frame["status"].value_counts().iter_rows():
             self.statuses[Status(status)] += count
+        failed = frame.filter(
+            ~pl.col("status").is_in([s.value for s in OK_STATUSES])
+            & pl.col("error_code").is_not_null()
+        )
+        for code, count in failed["error_code"].value_counts().iter_rows():
+            self.failures[code] += count
+            shown = self.failure_rows.setdefault(code, [])
+            if len(shown) < FAILURE_ROWS_SHOWN:
+                rows = failed.filter(pl.col("error_code") == code).head(
+                    FAILURE_ROWS_SHOWN - len(shown)
+                )
+                shown += rows.select("row", "user", "error_message").iter_rows()
         for column, counter in (("changed", self.changed), ("deleted", self.deleted)):
             names = frame[column].explode().drop_nulls()
             for name, count in names.value_counts().iter_rows():
@@ -435,6 +456,17 @@ class Summary:
         if problems := [(code, n) for code, n in self.problems.items() if n]:
             lines += ["", "Problems by code:"]
             lines += _table(sorted(problems, key=lambda item: (-item[1], item[0])))
+        if self.failures:
+            lines += ["", "Rows that did not end well, by code (the first few):"]
+            failures = sorted(self.failures.items(), key=lambda i: (-i[1], i[0]))
+            for (code, _), line in zip(failures, _table(failures), strict=True):
+                lines.append(line)
+                lines += [
+                    f"    row {row}, {user or '(no user)'}: "
+                    # A row's own problems already start with "row N, ".
+                    + _one_line((message or "").removeprefix(f"row {row}, "))
+                    for row, user, message in self.failure_rows.get(code, [])
+                ]
         changes = [(name, n, "set") for name, n in self.changed.items()]
         changes += [(name, n, "deleted") for name, n in self.deleted.items()]
         if changes:
@@ -498,6 +530,14 @@ def _render_example(example: Example) -> str:
 
 def _was(value: str | None) -> str:
     return "(none)" if value is None else _short(value)
+
+
+def _one_line(message: str | None) -> str:
+    """A message on one short line: white space folded, long ones cut."""
+    text = " ".join((message or "").split())
+    if len(text) > _MAX_MESSAGE:
+        text = text[: _MAX_MESSAGE - 3] + "..."
+    return text
 
 
 def _short(value: str) -> str:
