@@ -733,8 +733,10 @@ def report(job_path: Path, output_path: Path, only: tuple[str, ...]) -> None:
         with tempfile.TemporaryDirectory() as scratch, _interrupts():
             written = Path(scratch) / "report.csv"
             summary = jobs.write_report(job_path, written, only=keep)
+            sys.stdout.flush()
             with open(written, "rb") as handle:
-                shutil.copyfileobj(handle, click.get_binary_stream("stdout"))
+                shutil.copyfileobj(handle, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
         click.echo(summary.render(), err=True)
         return
     with _interrupts():
