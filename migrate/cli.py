@@ -38,6 +38,7 @@ from migrate.execution import (
 from migrate.files import remove_temporaries
 from migrate.jobs import AwsOptions, JobRequest, JobResult
 from migrate.pipeline import DryRunResult, Job
+from migrate.policy import COMMAND_ACTIONS, policy_json
 from migrate.records import OK_STATUSES, Status
 from migrate.snapshot import DEFAULT_LIST_RATE
 from migrate.source import SourceOptions
@@ -867,6 +868,42 @@ def rollback(
     with _interrupts(prepared.report_path):
         outcome = prepared.execute()
     _conclude(outcome)
+
+
+@cli.command()
+@click.option("--user-pool-id", required=True, help="The pool the policy is for.")
+@click.option("--region", help="The pool's region (default: from the pool id).")
+@click.option("--account", help="The AWS account id (default: any, '*').")
+@click.option(
+    "--command",
+    "commands",
+    multiple=True,
+    type=click.Choice(list(COMMAND_ACTIONS)),
+    help="Only what these commands need (default: every command).",
+)
+def policy(
+    user_pool_id: str,
+    region: str | None,
+    account: str | None,
+    commands: tuple[str, ...],
+) -> None:
+    """Print the least-privilege IAM policy the commands need on one pool.
+
+    \b
+    validate    DescribeUserPool
+    run/resume  DescribeUserPool, AdminUpdateUserAttributes,
+                AdminDeleteUserAttributes (+ ListUsers with --diff)
+    snapshot    DescribeUserPool, ListUsers
+    rollback    AdminUpdateUserAttributes, AdminDeleteUserAttributes
+    """
+    click.echo(
+        policy_json(
+            user_pool_id,
+            region=region,
+            account=account,
+            commands=commands or COMMAND_ACTIONS,
+        )
+    )
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:

@@ -121,11 +121,13 @@ FATAL_HINTS: Final[Mapping[str, str]] = {
     ),
     "AccessDeniedException": (
         "AWS denied cognito-idp:{op} on the pool: grant it to the identity you "
-        "run as (check --profile)"
+        "run as (check --profile); `cognito-migrate policy --user-pool-id POOL` "
+        "prints what each command needs"
     ),
     "AccessDenied": (
         "AWS denied cognito-idp:{op} on the pool: grant it to the identity you "
-        "run as (check --profile)"
+        "run as (check --profile); `cognito-migrate policy --user-pool-id POOL` "
+        "prints what each command needs"
     ),
     "NotAuthorizedException": (
         "Cognito refused cognito-idp:{op}: check that the identity you run as "

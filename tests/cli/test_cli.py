@@ -75,6 +75,7 @@ def test_group_help_lists_commands_and_exit_codes(flag: str) -> None:
         "report",
         "snapshot",
         "rollback",
+        "policy",
     ]
 
 

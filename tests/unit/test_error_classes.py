@@ -163,8 +163,9 @@ def test_access_denied_names_the_operation_and_keeps_the_aws_message() -> None:
         code="AccessDeniedException",
         message=(
             "AWS denied cognito-idp:AdminUpdateUserAttributes on the pool: grant it "
-            f"to the identity you run as (check --profile) (AccessDeniedException: "
-            f"{aws})"
+            "to the identity you run as (check --profile); `cognito-migrate policy "
+            "--user-pool-id POOL` prints what each command needs "
+            f"(AccessDeniedException: {aws})"
         ),
         kind="fatal",
     )
