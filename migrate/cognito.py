@@ -611,6 +611,40 @@ def _fatal(code: str, hint: str, detail: str) -> CallError:
 
 
 # --- reading the pool -----------------------------------------------------------
+def caller_identity(config: ClientConfig) -> tuple[str | None, str | None]:
+    """(account and principal, None), or (None, why they are not known).
+
+    One STS GetCallerIdentity call, which needs no permission. Skipped for an
+    emulator (``endpoint_url``): STS would be asked about AWS credentials that
+    the emulator does not use.
+    """
+    if config.endpoint_url:
+        return None, "not checked: --endpoint-url is not AWS"
+    try:
+        session = boto3.session.Session(
+            profile_name=config.profile,
+            region_name=config.region or os.environ.get("AWS_REGION") or None,
+        )
+        sts = session.client(
+            "sts",
+            config=Config(
+                retries={"mode": "standard", "total_max_attempts": 2},
+                connect_timeout=3,
+                read_timeout=5,
+                user_agent_extra=f"cognito-bulk-migrate/{__version__}",
+            ),
+        )
+        return identity_of(sts), None
+    except (ClientError, BotoCoreError) as exc:
+        return None, f"not known: STS said {classify(exc, api='admin').code}"
+
+
+def identity_of(sts: Any) -> str:
+    """'ACCOUNT (ARN)' of the identity an STS client signs as."""
+    answer = sts.get_caller_identity()
+    return f"{answer['Account']} ({answer['Arn']})"
+
+
 def describe_user_pool(
     client: CognitoIdentityProviderClient,
     pool_id: str,

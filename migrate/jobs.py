@@ -40,9 +40,15 @@ from migrate.execution import (
 )
 from migrate.files import check_output
 from migrate.pipeline import DryRunResult, Job, prepare
+from migrate.preflight import Preflight, verification_lines
 from migrate.records import JobKind, JobSpec, WorkItem
 from migrate.report import Summary, is_report_file
-from migrate.schema import PoolSchema, load_schema_file, schema_from_describe
+from migrate.schema import (
+    PoolSchema,
+    load_schema_file,
+    schema_differences,
+    schema_from_describe,
+)
 from migrate.snapshot import DEFAULT_LIST_RATE, is_snapshot_file
 from migrate.source import SourceOptions
 from migrate.status import JobStatus, job_status
@@ -324,6 +330,19 @@ def dry_run(request: JobRequest, reporter: Reporter) -> DryRunResult:
                 request.aws.client(), request.pool_id, schema, snapshot_path, reporter
             )
         job = job.with_snapshot(snapshot_path)
+    reporter.say(
+        Preflight(
+            account=None,
+            account_note="not checked: a dry run sends nothing",
+            pool_id=request.pool_id or job.schema.pool_id,
+            region=request.aws.region,
+            endpoint=request.aws.endpoint_url,
+            rows=job.source.count_rows(),
+            rate=request.execution.rate,
+            verification=verification_lines(job.mapping),
+            mode="dry run",
+        ).render()
+    )
     progress = reporter.progress("dry run")
     try:
         return pipeline.dry_run(job, report_path=report_path, progress=progress)
@@ -471,26 +490,68 @@ def prepare_run(request: JobRequest, reporter: Reporter) -> PreparedRun:
     check_job_path(job_path, inputs)
     check_report_path(report_path, [*inputs, ("the job file", job_path)])
     client = request.aws.client(request.execution.concurrency)
-    schema, raw_schema = load_schema(
-        request.schema_path, request.pool_id, request.aws, client
-    )
+    # Always read the live pool before a job is made: a wrong pool id or
+    # credentials that cannot read it stop here, with nothing to resume.
+    live_raw = load_schema(None, request.pool_id, request.aws, client)[1]
+    live = schema_from_describe(live_raw, source=f"user pool {request.pool_id}")
+    schema, raw_schema = live, live_raw
+    if request.schema_path is not None:
+        schema, raw_schema = load_schema(request.schema_path, None, request.aws)
     job = prepare(
         request.input_path,
         request.mapping_path,
         schema,
         source_options=request.source_options,
     )
+    notes: list[str] = []
+    if request.schema_path is not None:
+        blocking, notes = schema_differences(
+            schema, live, [*job.mapping.attributes, *job.mapping.delete]
+        )
+        if blocking:
+            raise ConfigError(
+                f"user pool {request.pool_id} differs from {request.schema_path}: "
+                + "; ".join(blocking)
+                + ". Save the schema again (aws cognito-idp describe-user-pool) "
+                "or check --user-pool-id"
+            )
     diff = request.diff or request.snapshot_path is not None
+    done = 0
     if job_path.exists():
         # A continued job keeps how it was made: its diff, its snapshot.
         with Ledger.open(job_path) as previous:
             stored = previous.spec()
+            done = len(previous.done_rows())
         if stored.kind != "real":
             raise ConfigError(
                 f"job file {str(job_path)!r}: refused, it is a {stored.kind} job's "
                 "file; choose another --job path"
             )
         diff = diff or stored.diff
+    from migrate.cognito import ClientConfig, caller_identity
+
+    account, account_note = caller_identity(
+        ClientConfig(
+            profile=request.aws.profile,
+            region=request.aws.region,
+            endpoint_url=request.aws.endpoint_url,
+        )
+    )
+    reporter.say(
+        Preflight(
+            account=account,
+            account_note=account_note,
+            pool_id=request.pool_id,
+            pool_name=str(live_raw["UserPool"].get("Name") or "") or None,
+            region=request.aws.region or client.meta.region_name,
+            endpoint=request.aws.endpoint_url,
+            rows=job.source.count_rows(),
+            done=done,
+            rate=request.execution.rate,
+            verification=verification_lines(job.mapping),
+            schema_notes=tuple(notes),
+        ).render()
+    )
     return PreparedRun(
         job=job,
         spec=_spec_for(
@@ -559,6 +620,19 @@ def sandbox_run(request: JobRequest, reporter: Reporter) -> Iterator[PreparedRun
         reporter.say(
             f"Sandbox: emulated pool {pool_id} at {sandbox.endpoint_url} with "
             f"{len(users):,} users, throttled like Cognito"
+        )
+        reporter.say(
+            Preflight(
+                account=None,
+                account_note="the sandbox's own (no AWS account)",
+                pool_id=pool_id,
+                region=aws.region,
+                endpoint=sandbox.endpoint_url,
+                rows=job.source.count_rows(),
+                rate=request.execution.rate,
+                verification=verification_lines(job.mapping),
+                mode="sandbox",
+            ).render()
         )
         yield PreparedRun(
             job=job,

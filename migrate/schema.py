@@ -17,7 +17,7 @@ schema is keyed by exactly those names. Constraints arrive as strings
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -286,3 +286,41 @@ def _names(
             f"{source}: UserPool.{parent_name}{key} must be a list of attribute names"
         )
     return tuple(value)
+
+
+def schema_differences(
+    saved: PoolSchema, live: PoolSchema, attributes: Iterable[str]
+) -> tuple[list[str], list[str]]:
+    """How the live pool differs from a saved schema, for these attributes.
+
+    Returns (blocking, notes): an attribute the job writes that the pool lacks,
+    or cannot change, fails every row, so it blocks the run; other differences
+    are notes. A standard attribute missing from the live description says
+    nothing (DescribeUserPool may leave standard attributes out).
+    """
+    blocking: list[str] = []
+    notes: list[str] = []
+    for name in sorted(set(attributes)):
+        before, now = saved.get(name), live.get(name)
+        if now is None:
+            if name.startswith(("custom:", "dev:")):
+                blocking.append(f"{name} is not in the pool")
+            continue
+        if not now.mutable:
+            blocking.append(f"{name} cannot be changed in the pool (immutable)")
+        if before is None:
+            notes.append(f"{name} is in the pool but not in the saved schema")
+        elif before != now:
+            notes.append(f"{name} is described differently in the pool")
+    for label, old, new in (
+        ("alias attributes", saved.alias_attributes, live.alias_attributes),
+        ("username attributes", saved.username_attributes, live.username_attributes),
+        (
+            "auto-verified",
+            saved.auto_verified_attributes,
+            live.auto_verified_attributes,
+        ),
+    ):
+        if set(old) != set(new):
+            notes.append(f"{label}: saved {list(old)}, pool {list(new)}")
+    return blocking, notes

@@ -122,3 +122,19 @@ def real_run_args(
         "--report",
         str(report),
     ]
+
+
+def without_preflight(text: str) -> str:
+    """``text`` without the preflight block (tested on its own in test_preflight)."""
+    lines = text.splitlines(keepends=True)
+    kept: list[str] = []
+    inside = False
+    for line in lines:
+        if line.startswith("Preflight"):
+            inside = True
+            continue
+        if inside and line.startswith("  "):
+            continue
+        inside = False
+        kept.append(line)
+    return "".join(kept)

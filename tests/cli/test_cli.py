@@ -37,6 +37,7 @@ from tests.cli.helpers import (
     read_jsonl,
     read_report,
     real_run_args,
+    without_preflight,
     write,
 )
 from tests.conftest import MAPPINGS, SAMPLES
@@ -203,7 +204,9 @@ def test_samples_dry_run_reports_every_row_privately(path: Path, sample: str) ->
     assert mode("dry.csv") == 0o600
     rows = read_report("dry.csv")
     assert [int(r["row"]) for r in rows] == list(range(1, 301))
-    assert Counter(r["status"] for r in rows) == summary_counts(result.output)
+    assert Counter(r["status"] for r in rows) == summary_counts(
+        without_preflight(result.output)
+    )
     header = list(rows[0])
     assert header[: len(REPORT_HEADER)] == REPORT_HEADER
     # Access tokens never reach a report, whatever the mapping.
@@ -238,7 +241,7 @@ def test_dry_run_prints_the_exact_summary_and_report(tmp_path: Path) -> None:
         "tiny.report.csv",
     )
     assert result.exit_code == 1
-    assert result.output == (
+    assert without_preflight(result.output) == (
         "Rows: 5\n"
         "  would_update  4\n"
         "  invalid       1\n"
@@ -264,7 +267,7 @@ def test_dry_run_prints_the_exact_summary_and_report(tmp_path: Path) -> None:
         "  - [delete] removes custom:legacy_flag from every user in the file\n"
         "Report: tiny.report.csv\n"
     )
-    assert result.stderr == ""
+    assert without_preflight(result.stderr) == ""
     rows = read_report("tiny.report.csv")
     for r in rows:
         assert re.fullmatch(TIMESTAMP, r.pop("finished_at")), r
@@ -404,7 +407,7 @@ def test_risky_run_without_a_terminal_refuses(pool: EmulatedPool) -> None:
         input="y\n",
     )
     assert result.exit_code == 2
-    assert result.output == PHONE_PLAN + (
+    assert without_preflight(result.output) == PHONE_PLAN + (
         "Error: this run changes email/phone numbers or deletes attributes; "
         "re-run with --yes to confirm (no terminal to ask on)\n"
     )
@@ -428,7 +431,7 @@ def test_risky_run_answered_no_sends_nothing(pool: EmulatedPool) -> None:
         input="n\n",
     )
     assert result.exit_code == 2
-    assert result.output == PHONE_PLAN + (
+    assert without_preflight(result.output) == PHONE_PLAN + (
         "Continue? [y/N]: n\nError: cancelled; nothing was sent\n"
     )
     assert "AdminUpdateUserAttributes" not in pool.calls
@@ -450,7 +453,7 @@ def test_risky_run_answered_yes_runs(pool: EmulatedPool) -> None:
         input="y\n",
     )
     assert result.exit_code == 0, result.output
-    assert result.output.startswith(
+    assert without_preflight(result.output).startswith(
         PHONE_PLAN + "Continue? [y/N]: y\nJob: job.sqlite\n"
     )
     assert pool.writes == {"u1": 1, "u2": 1}
@@ -468,7 +471,7 @@ def test_yes_runs_without_asking(pool: EmulatedPool) -> None:
         "--yes",
     )
     assert result.exit_code == 0, result.output
-    assert result.output == (
+    assert without_preflight(result.output) == (
         "Job: job.sqlite\n"
         "Rows: 2\n"
         "  updated  2\n"
@@ -482,7 +485,7 @@ def test_yes_runs_without_asking(pool: EmulatedPool) -> None:
         "changes it at once, keeps it verified and sends no message\n"
         "Report: report.csv\n"
     )
-    assert result.stderr == "Job: job.sqlite\n"
+    assert without_preflight(result.stderr) == "Job: job.sqlite\n"
     assert pool.writes == {"u1": 1, "u2": 1}
     attrs = pool.user_attributes(pool_id, "u1")
     assert attrs["phone_number"] == "+14155550100"
@@ -504,7 +507,9 @@ def test_prompt_does_not_promise_messages_a_verified_change_never_sends(
         *real_run_args(pool.endpoint_url, pool_id),
     )
     assert result.exit_code == 2
-    assert result.output.startswith("This run will:\n  - change phone_number")
+    assert without_preflight(result.output).startswith(
+        "This run will:\n  - change phone_number"
+    )
     assert "verification messages" not in result.output
     assert "unverified aliases" not in result.output
 
@@ -555,7 +560,7 @@ def test_rate_near_the_quota_warns_on_stderr(pool: EmulatedPool) -> None:
         "30",
     )
     assert result.exit_code == 0, result.output
-    assert result.stderr == RATE_WARNING + "Job: job.sqlite\n"
+    assert without_preflight(result.stderr) == RATE_WARNING + "Job: job.sqlite\n"
     assert "Warning" not in result.stdout
     assert sum(pool.writes.values()) == 3
 
@@ -566,7 +571,7 @@ def test_default_rate_does_not_warn(pool: EmulatedPool) -> None:
         "run", "in.csv", "-m", BACKFILL, *real_run_args(pool.endpoint_url, pool_id)
     )
     assert result.exit_code == 0, result.output
-    assert result.stderr == "Job: job.sqlite\n"
+    assert without_preflight(result.stderr) == "Job: job.sqlite\n"
 
 
 @pytest.mark.parametrize("dry_run", [False, True], ids=["real", "dry-run"])

@@ -216,7 +216,8 @@ def test_blank_cells_change_nothing_and_set_no_verified_flag(
 def test_a_garbled_200_is_never_updated(body: bytes) -> None:
     rows = "".join(f"u{i:02d},t{i}\n" for i in range(1, 21))
     write("in.csv", "username,tenant\n" + rows)
-    with FakeCognito(status=200) as fake:
+    # The pool itself answers (a preflight reads it); every write is garbled.
+    with FakeCognito(status=200, replies={"DescribeUserPool": (200, SCHEMA)}) as fake:
         fake.raw = body
         result = invoke(
             "run",
