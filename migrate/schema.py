@@ -82,6 +82,27 @@ class PoolSchema:
         return self.attributes.get(name)
 
 
+_STANDARD_TYPES: dict[str, DataType] = {
+    "email_verified": "Boolean",
+    "phone_number_verified": "Boolean",
+    "updated_at": "Number",
+}
+#: Set by Cognito or by federation, never by a write.
+_STANDARD_READ_ONLY = frozenset({"sub", "identities"})
+#: Every pool's standard attributes as Cognito creates them (not required).
+_STANDARD_DEFAULTS: dict[str, AttributeSchema] = {
+    name: AttributeSchema(
+        name=name,
+        data_type=_STANDARD_TYPES.get(name, "String"),
+        mutable=name not in _STANDARD_READ_ONLY,
+        required=False,
+        developer_only=False,
+        max_length=2048 if _STANDARD_TYPES.get(name, "String") == "String" else None,
+    )
+    for name in sorted(STANDARD_ATTRIBUTES)
+}
+
+
 def load_schema_file(path: str | Path) -> PoolSchema:
     """Read a file saved from ``aws cognito-idp describe-user-pool``."""
     path = Path(path)
@@ -132,6 +153,11 @@ def schema_from_describe(response: Mapping[str, Any], *, source: str) -> PoolSch
                 f"{attribute.name} is listed twice"
             )
         attributes[attribute.name] = attribute
+
+    for name, attribute in _STANDARD_DEFAULTS.items():
+        # DescribeUserPool may leave standard attributes out (some emulators
+        # list only the custom ones); every pool has them all the same.
+        attributes.setdefault(name, attribute)
 
     pool_id = pool.get("Id")
     username_config = _object(pool, "UsernameConfiguration", source)

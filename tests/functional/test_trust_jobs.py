@@ -374,3 +374,52 @@ def test_scripting_resume_takes_yes_and_the_recorded_rate_and_report_goes_to_std
     assert [line.split(",")[3] for line in lines[1:]] == ["updated", "failed"]
     assert result.stderr.startswith("Rows: 2\n")
     assert not (tmp_path / "-").exists()
+
+
+def test_a_diff_run_works_where_describe_user_pool_leaves_standard_attributes_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    write_mapping = tmp_path / "emails.toml"
+    write_mapping.write_text(
+        '[user]\ncolumn = "username"\n\n[attributes.email]\ncolumn = "email"\n\n'
+        '[attributes.email_verified]\nvalue = "true"\n'
+    )
+    data = tmp_path / "in.csv"
+    data.write_text("username,email\nu1,same@example.com\nu2,new@example.com\n")
+    with EmulatedPool() as pool:
+        pool.seed(
+            SCHEMA,
+            [
+                {
+                    "username": "u1",
+                    "email": "same@example.com",
+                    "email_verified": "true",
+                },
+                {
+                    "username": "u2",
+                    "email": "old@example.com",
+                    "email_verified": "true",
+                },
+            ],
+        )
+        result = invoke(
+            "run",
+            data,
+            "-m",
+            write_mapping,
+            "--user-pool-id",
+            POOL_ID,
+            "--diff",
+            "--endpoint-url",
+            pool.endpoint_url,
+            "--region",
+            "us-east-1",
+            "--yes",
+        )
+        assert result.exit_code == 0, result.output
+        assert pool.user_attributes(POOL_ID, "u2")["email"] == "new@example.com"
+    assert [r["status"] for r in read_report("in.emails.report.csv")] == [
+        "unchanged",
+        "updated",
+    ]

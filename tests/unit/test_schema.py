@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from migrate.errors import SchemaError
+from migrate.records import STANDARD_ATTRIBUTES
 from migrate.schema import (
     AttributeSchema,
     PoolSchema,
@@ -134,7 +135,7 @@ def test_sample_constraints(sample: PoolSchema) -> None:
 def test_bare_user_pool_object_is_accepted() -> None:
     schema = schema_from_describe(pool(string("name"))["UserPool"], source="x")
     assert schema.pool_id == "eu-west-1_TEST"
-    assert list(schema.attributes) == ["name"]
+    assert next(iter(schema.attributes)) == "name"
 
 
 def test_settings_default_when_absent() -> None:
@@ -200,7 +201,26 @@ def test_attribute_names_as_requests_write_them(
     entry: dict[str, Any], name: str
 ) -> None:
     schema = schema_from_describe(pool(entry), source="x")
-    assert list(schema.attributes) == [name]
+    # The described attribute first, then the standard ones it did not list.
+    assert list(schema.attributes) == [
+        name,
+        *sorted(STANDARD_ATTRIBUTES - {name}),
+    ]
+
+
+def test_standard_attributes_left_out_of_a_description_are_known() -> None:
+    # Some emulators (and responses trimmed by hand) list only custom
+    # attributes; every pool has the standard ones all the same.
+    schema = schema_from_describe(pool(string("custom:plan")), source="x")
+    email = schema.get("email")
+    assert email is not None
+    assert (email.data_type, email.mutable, email.required) == ("String", True, False)
+    verified = schema.get("email_verified")
+    assert verified is not None
+    assert verified.data_type == "Boolean"
+    sub = schema.get("sub")
+    assert sub is not None
+    assert not sub.mutable
 
 
 def test_missing_constraint_blocks_and_flags_use_cognito_defaults() -> None:
