@@ -28,6 +28,7 @@ from migrate.sandbox import EmulatedPool
 from migrate.schema import load_schema_file
 from tests.cli.helpers import BACKFILL, SCHEMA, SCHEMA_FILE, invoke, read_report
 from tests.conftest import MAPPINGS
+from tests.support.fake_cognito import FakeCognito
 
 POOL_ID = SCHEMA["UserPool"]["Id"]
 
@@ -423,3 +424,45 @@ def test_a_diff_run_works_where_describe_user_pool_leaves_standard_attributes_ou
         "unchanged",
         "updated",
     ]
+
+
+def test_every_hint_after_a_stop_is_a_command_that_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    data = _input(tmp_path / "in.csv", [f"u{i:02d}" for i in range(1, 61)])
+    # Every write fails the same way: the job stops after 50 in a row, and the
+    # rows that failed are only retaken with --retry-failed.
+    with FakeCognito(
+        body={"__type": "UserNotFoundException", "message": "User does not exist."},
+        replies={"DescribeUserPool": (200, SCHEMA)},
+    ) as fake:
+        result = invoke(
+            "run",
+            data,
+            "-m",
+            BACKFILL,
+            "--user-pool-id",
+            POOL_ID,
+            "--endpoint-url",
+            fake.url,
+            "--region",
+            "us-east-1",
+            "--rate",
+            "1000",
+            "--job",
+            "job.sqlite",
+            "--concurrency",
+            "1",
+        )
+    assert result.exit_code == 3, result.output
+    hint = result.output.strip().splitlines()[-1]
+    assert (
+        hint == "Fix the cause, then: cognito-migrate resume job.sqlite --retry-failed"
+    )
+    with EmulatedPool() as pool:
+        pool.seed(SCHEMA, [{"username": f"u{i:02d}"} for i in range(1, 61)])
+        args = hint.removeprefix("Fix the cause, then: cognito-migrate ").split()
+        result = invoke(*args, "--endpoint-url", pool.endpoint_url)
+        assert result.exit_code == 0, result.output
+        assert len(pool.writes) == 60
