@@ -478,17 +478,23 @@ def _spec_for(
     )
 
 
+def _run_outputs(request: JobRequest, default_job: str) -> tuple[Path, Path]:
+    """A run's job file and report, both past the output guard."""
+    job_path = request.job_path or request.default_path(default_job)
+    report_path = request.report_path or report_path_for(job_path)
+    inputs = request.inputs()
+    check_job_path(job_path, inputs)
+    check_report_path(report_path, [*inputs, ("the job file", job_path)])
+    return job_path, report_path
+
+
 def prepare_run(request: JobRequest, reporter: Reporter) -> PreparedRun:
     """Check a real run's options, files and pool; nothing is sent or created."""
     if request.pool_id is None:
         raise OptionsError(
             "--user-pool-id is required for a real run (or use --dry-run / --sandbox)"
         )
-    job_path = request.job_path or request.default_path("job.sqlite")
-    report_path = request.report_path or report_path_for(job_path)
-    inputs = request.inputs()
-    check_job_path(job_path, inputs)
-    check_report_path(report_path, [*inputs, ("the job file", job_path)])
+    job_path, report_path = _run_outputs(request, "job.sqlite")
     client = request.aws.client(request.execution.concurrency)
     # Always read the live pool before a job is made: a wrong pool id or
     # credentials that cannot read it stop here, with nothing to resume.
@@ -589,11 +595,7 @@ def sandbox_run(request: JobRequest, reporter: Reporter) -> Iterator[PreparedRun
         )
     from migrate.sandbox import EmulatedPool
 
-    job_path = request.job_path or request.default_path("sandbox.job.sqlite")
-    report_path = request.report_path or report_path_for(job_path)
-    inputs = request.inputs()
-    check_job_path(job_path, inputs)
-    check_report_path(report_path, [*inputs, ("the job file", job_path)])
+    job_path, report_path = _run_outputs(request, "sandbox.job.sqlite")
     if job_path.exists() and job_path.stat().st_size:
         with Ledger.open(job_path) as previous:
             kind = previous.spec().kind
