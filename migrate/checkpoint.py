@@ -26,7 +26,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +139,36 @@ _PART_NAMES = {
 _SPEC_KEY = "spec"
 
 
+#: What each JobSpec field may hold, as JSON gives it back.
+_SPEC_TYPES: dict[str, tuple[type, ...]] = {
+    "kind": (str,),
+    "pool_id": (str,),
+    "delimiter": (str,),
+    "diff": (bool,),
+    "schema": (dict, type(None)),
+    "total_rows": (int, type(None)),
+    "concurrency": (int, type(None)),
+    "max_attempts": (int, type(None)),
+    "rate": (int, float, type(None)),
+}
+
+
+def _mistyped_fields(spec: JobSpec) -> list[str]:
+    """Fields of a job description (edited by hand) that hold the wrong type."""
+    wrong = []
+    for item in fields(spec):
+        value = getattr(spec, item.name)
+        allowed = _SPEC_TYPES.get(item.name, (str, type(None)))
+        # bool is an int to Python, never to a job description.
+        if not isinstance(value, allowed) or (
+            isinstance(value, bool) and bool not in allowed
+        ):
+            wrong.append(item.name)
+    if spec.kind not in ("real", "sandbox", "rollback"):
+        wrong.append("kind")
+    return wrong
+
+
 def _legacy_spec(info: Mapping[str, str]) -> JobSpec:
     """The description of a job file written before JobSpec (loose keys)."""
     total = info.get("total_rows") or ""
@@ -231,6 +261,35 @@ def _create_private(path: Path, shown: Path) -> None:
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
+def _place_without_replacing(partial: Path, path: Path) -> None:
+    """Give ``partial`` the name ``path``; FileExistsError if it is taken.
+
+    A hard link, not a rename: of two processes creating one job at once, the
+    second fails instead of replacing the first one's file. Where the file
+    system has no hard links, a rename after a last look is the best there is.
+    """
+    try:
+        os.link(partial, path)
+    except FileExistsError:
+        raise
+    except OSError as error:
+        if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise
+        if path.exists():
+            raise FileExistsError(str(path)) from error
+        os.replace(partial, path)
+
+
+def _has_ledger_version(path: Path) -> bool:
+    """Whether the database header carries a ledger version (user_version > 0).
+
+    Read from the header bytes, before SQLite opens the file: opening a foreign
+    database would switch it to WAL mode for good.
+    """
+    header = read_head(path, 64)
+    return len(header) == 64 and int.from_bytes(header[60:64], "big") > 0
+
+
 def is_job_file(path: Path) -> bool:
     """Whether ``path`` is a SQLite file (a job ledger, or a foreign database).
 
@@ -252,7 +311,9 @@ class Ledger:
         self._last_commit = time.monotonic()
         #: Commits batches (see _encode_batch); started by the first one.
         self._writer: Background[_Batch] | None = None
-        self._lock = FileLock(Path(f"{path}.lock"))
+        # The database itself is locked (a symlink or hard link to it names
+        # the same lock); the note beside its real path says who holds it.
+        self._lock = FileLock(path, note=Path(f"{os.path.realpath(path)}.lock"))
         self._run_id: int | None = None
 
     # --- opening ------------------------------------------------------------
@@ -283,7 +344,12 @@ class Ledger:
                     )
             finally:
                 db.close()
-            os.replace(partial, path)
+            _place_without_replacing(partial, path)
+        except FileExistsError:
+            raise CheckpointError(
+                f"job file {path} was created by another process just now; run "
+                "the command again to continue it (or wait for that process)"
+            ) from None
         except sqlite3.Error as error:
             raise _ledger_error(path, error) from error
         finally:
@@ -298,6 +364,10 @@ class Ledger:
             raise CheckpointError(
                 f"job file {path} not found; `cognito-migrate run` prints the job "
                 "file it creates"
+            )
+        if is_job_file(path) and not _has_ledger_version(path):
+            raise CheckpointError(
+                f"{path} is not a cognito-migrate job file (no ledger in it)"
             )
         if not is_job_file(path):
             raise CheckpointError(
@@ -385,6 +455,12 @@ class Ledger:
                 f"{self.path}: the job description in it is damaged ({error}); "
                 "it cannot be resumed or reported from"
             ) from None
+        wrong = _mistyped_fields(spec)
+        if wrong:
+            raise CheckpointError(
+                f"{self.path}: the job description in it is damaged (wrong type "
+                f"for {', '.join(wrong)}); it cannot be resumed or reported from"
+            )
         if not isinstance(spec.pool_id, str) or not spec.pool_id:
             raise CheckpointError(
                 f"{self.path}: the job description in it names no user pool; it "
@@ -632,13 +708,15 @@ class Ledger:
         )
 
     def updated_rows(self) -> Iterator[tuple[int, str, str, dict[str, str], Any]]:
-        """(row, user, username, sent, before) of every updated row, in row order.
+        """(row, user, username, sent, before) of every row that changed a user.
 
-        ``before`` is None when the job ran without a snapshot (no diff).
+        That is every updated row, and a row whose update went through before
+        its delete failed or the job stopped (it records what it set). In row
+        order. ``before`` is None when the job ran without a snapshot (no diff).
         """
         cursor = self._settled().execute(
             "SELECT row, user, username, sent, before FROM outcomes "
-            "WHERE status = ? ORDER BY row",
+            "WHERE status = ? OR changed != '[]' ORDER BY row",
             (Status.UPDATED.value,),
         )
         for row, user, username, sent, before in cursor:

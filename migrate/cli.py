@@ -25,7 +25,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from migrate import __version__, jobs
-from migrate.errors import FatalError, MigrateError, OptionsError
+from migrate.errors import FatalError, MigrateError, OptionsError, StoppedError
 from migrate.execution import (
     DEFAULT_CONCURRENCY,
     DEFAULT_MAX_ATTEMPTS,
@@ -86,6 +86,8 @@ class _Group(click.Group):
                 click.Context(command, info_name=name, parent=ctx) if command else ctx
             )
             raise click.UsageError(str(error), usage) from None
+        except StoppedError as error:
+            raise CommandError(str(error), EXIT_INTERRUPTED) from None
         except MigrateError as error:
             code = EXIT_ABORTED if isinstance(error, FatalError) else EXIT_USAGE
             raise CommandError(str(error), code) from None
@@ -734,10 +736,16 @@ def report(job_path: Path, output_path: Path, only: tuple[str, ...]) -> None:
         with tempfile.TemporaryDirectory() as scratch, _interrupts():
             written = Path(scratch) / "report.csv"
             summary = jobs.write_report(job_path, written, only=keep)
-            sys.stdout.flush()
-            with open(written, "rb") as handle:
-                shutil.copyfileobj(handle, sys.stdout.buffer)
-            sys.stdout.buffer.flush()
+            try:
+                sys.stdout.flush()
+                with open(written, "rb") as handle:
+                    shutil.copyfileobj(handle, sys.stdout.buffer)
+                sys.stdout.buffer.flush()
+            except (OSError, ValueError) as error:  # a full disk, a closed pipe
+                raise CommandError(
+                    f"cannot write the report to standard output: {error}",
+                    EXIT_USAGE,
+                ) from None
         click.echo(summary.render(), err=True)
         return
     with _interrupts():

@@ -11,6 +11,7 @@ ledger and the report, never an exception that unwinds the run.
     │   ├── SchemaError          the pool schema file is not DescribeUserPool output
     │   └── SourceError          the input file cannot be read as promised
     ├── CheckpointError          the job ledger is unusable (exit 2)
+    ├── StoppedError             Ctrl-C or SIGTERM stopped a command (exit 130)
     └── FatalError               job-wide failure during a run: stop everything (exit 3)
 
 A call that may succeed later (throttling, 5xx, network) is not an exception
@@ -80,3 +81,7 @@ class FatalError(MigrateError):
     def __init__(self, message: str, *, aws_error_code: str | None = None) -> None:
         self.aws_error_code = aws_error_code
         super().__init__(message)
+
+
+class StoppedError(MigrateError):
+    """Ctrl-C or SIGTERM stopped a command; the message says what was kept."""

@@ -33,7 +33,7 @@ from migrate.errors import ConfigError, MigrateError
 Recogniser = Callable[[Path], bool]
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def same_file(a: Path, b: Path) -> bool:
     """Whether two paths name one file (hard links and symlinks included)."""
     try:
         return os.path.samefile(a, b)
@@ -55,7 +55,7 @@ def check_output(
     """
     shown = f"{what} {str(path)!r}"
     for role, other in protected:
-        if other is not None and _same_file(path, other):
+        if other is not None and same_file(path, other):
             raise ConfigError(f"{shown}: refused, that is {role}; choose another path")
     if path.is_dir():
         raise ConfigError(f"{shown}: is a directory; give a file name")
@@ -211,56 +211,88 @@ def write_private(path: Path, write: Callable[[IO[bytes]], object]) -> None:
 
 
 class FileLock:
-    """An advisory lock held by one process, with its holder written inside.
+    """An advisory lock held by one process, and a note of who holds it.
 
-    The lock file is owner-only; it says who holds it, for the message another
-    process gets.
+    ``path`` is the file locked: a lock file of its own (created owner-only),
+    or, with ``note``, an existing file locked in place (a job's database, so
+    that a symlink or a hard link to it names the same lock). The holder is
+    written to ``note`` (else into ``path``), for the message another process
+    gets. Neither is followed if it is a symlink, so a planted link cannot
+    make the lock write over another file.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, note: Path | None = None) -> None:
         self.path = path
-        self._handle: IO[str] | None = None
+        self.note = note
+        self._fd: int | None = None
+
+    def _open(self, *, create: bool) -> int:
+        if self.note is not None:
+            return os.open(self.path, os.O_RDONLY)
+        flags = os.O_RDWR | os.O_NOFOLLOW | (os.O_CREAT if create else 0)
+        return os.open(self.path, flags, 0o600)
+
+    def _read_note(self, fd: int) -> str:
+        try:
+            if self.note is not None:
+                flags = os.O_RDONLY | os.O_NOFOLLOW
+                note_fd = os.open(self.note, flags)
+                try:
+                    return os.read(note_fd, 200).decode(errors="replace").strip()
+                finally:
+                    os.close(note_fd)
+            return os.pread(fd, 200, 0).decode(errors="replace").strip()
+        except OSError:
+            return ""
 
     def acquire(self, busy: Callable[[str], MigrateError]) -> None:
         """Take the lock or raise ``busy(holder)`` when another process has it."""
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            fd = self._open(create=True)
         except OSError as error:
             raise ConfigError(
-                f"cannot create the lock file {self.path}: {error.strerror}"
+                f"cannot open the lock file {self.path}: {error.strerror}"
             ) from error
-        handle = os.fdopen(fd, "r+")
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            handle.close()
+            holder = self._read_note(fd) or "another process"
+            os.close(fd)
             raise busy(holder) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"process {os.getpid()}")
-        handle.flush()
-        self._handle = handle
+        self._fd = fd
+        text = f"process {os.getpid()}".encode()
+        with contextlib.suppress(OSError):  # the note is only for messages
+            if self.note is None:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, text, 0)
+            else:
+                flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+                note_fd = os.open(self.note, flags, 0o600)
+                try:
+                    os.write(note_fd, text)
+                finally:
+                    os.close(note_fd)
 
     def holder(self) -> str | None:
         """Who holds the lock right now, or None."""
         try:
-            handle = open(self.path)  # noqa: SIM115 - closed below
+            fd = self._open(create=False)
         except OSError:
             return None
-        with handle:
+        try:
             try:
-                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except OSError:
-                return handle.read().strip() or "another process"
-            fcntl.flock(handle, fcntl.LOCK_UN)
-        return None
+                return self._read_note(fd) or "another process"
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)
 
     def release(self) -> None:
-        """Let go of the lock (the file stays, empty of meaning)."""
-        if self._handle is not None:
+        """Let go of the lock (the files stay, empty of meaning)."""
+        if self._fd is not None:
             with contextlib.suppress(OSError):
-                fcntl.flock(self._handle, fcntl.LOCK_UN)
-            self._handle.close()
-            self._handle = None
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None

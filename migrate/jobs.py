@@ -31,14 +31,20 @@ from migrate.checkpoint import (
     is_job_file,
     make_fingerprint,
 )
-from migrate.errors import CheckpointError, ConfigError, MigrateError, OptionsError
+from migrate.errors import (
+    CheckpointError,
+    ConfigError,
+    MigrateError,
+    OptionsError,
+    StoppedError,
+)
 from migrate.execution import (
     DEFAULT_CONCURRENCY,
     ExecutionConfig,
     ExecutionStats,
     UserPoolClient,
 )
-from migrate.files import check_output
+from migrate.files import check_output, same_file
 from migrate.pipeline import DryRunResult, Job, prepare
 from migrate.preflight import Preflight, verification_lines
 from migrate.records import JobKind, JobSpec, WorkItem
@@ -430,6 +436,8 @@ class PreparedRun:
     snapshot_path: Path | None = None
     #: Replace an existing job file of the same kind instead of continuing it.
     fresh: bool = False
+    #: The files the job reads, never removed or replaced.
+    inputs: list[tuple[str, Path | None]] = field(default_factory=list)
     retry_failed: bool = False
 
     def execute(self) -> JobResult:
@@ -484,7 +492,11 @@ def _run_outputs(request: JobRequest, default_job: str) -> tuple[Path, Path]:
     report_path = request.report_path or report_path_for(job_path)
     inputs = request.inputs()
     check_job_path(job_path, inputs)
-    check_report_path(report_path, [*inputs, ("the job file", job_path)])
+    own_snapshot = job_path.with_name(f"{job_path.name}.snapshot.parquet")
+    check_report_path(
+        report_path,
+        [*inputs, ("the job file", job_path), ("the job's snapshot", own_snapshot)],
+    )
     return job_path, report_path
 
 
@@ -653,16 +665,37 @@ def sandbox_run(request: JobRequest, reporter: Reporter) -> Iterator[PreparedRun
             client=aws.client(request.execution.concurrency),
             reporter=reporter,
             fresh=True,
+            inputs=request.inputs(),
         )
 
 
-def _remove_job_files(job_path: Path) -> None:
-    """An earlier sandbox job's files, before a sandbox run starts over."""
+def _start_over(job_path: Path, inputs: Sequence[tuple[str, Path | None]]) -> None:
+    """Remove an earlier sandbox job's files before a sandbox run starts over.
+
+    Only once no process runs that job (its lock is held meanwhile), and only
+    files this tool wrote: never one of the job's inputs, whatever its name.
+    """
     from migrate.snapshot import parts_directory
 
-    for suffix in ("", "-wal", "-shm", ".snapshot.parquet"):
-        Path(f"{job_path}{suffix}").unlink(missing_ok=True)
-    shutil.rmtree(parts_directory(f"{job_path}.snapshot.parquet"), ignore_errors=True)
+    protected = [path for _, path in inputs if path is not None]
+
+    def remove(path: Path) -> None:
+        if not any(same_file(path, other) for other in protected):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+    snapshot = Path(f"{job_path}.snapshot.parquet")
+    with contextlib.ExitStack() as held:
+        if job_path.exists() and job_path.stat().st_size:
+            held.enter_context(Ledger.open(job_path)).lock()
+        for suffix in ("", "-wal", "-shm"):
+            remove(Path(f"{job_path}{suffix}"))
+        if snapshot.exists() and is_snapshot_file(snapshot):
+            remove(snapshot)
+        if parts_directory(snapshot).exists():
+            remove(parts_directory(snapshot))
 
 
 def _next_step(spec: JobSpec, job_path: Path, stats: ExecutionStats) -> str | None:
@@ -674,8 +707,6 @@ def _next_step(spec: JobSpec, job_path: Path, stats: ExecutionStats) -> str | No
             "run the same `cognito-migrate run ... --sandbox` command again (a "
             "sandbox job starts over with a new emulated pool)"
         )
-    if spec.kind == "rollback":
-        return f"cognito-migrate rollback {spec.rollback_of} --yes"
     retry = " --retry-failed" if "--retry-failed" in str(stats.stopped_by or "") else ""
     return f"cognito-migrate resume {job_path}{retry}"
 
@@ -686,7 +717,7 @@ def _execute(run: PreparedRun) -> JobResult:
 
     job, spec = run.job, run.spec
     if run.fresh:
-        _remove_job_files(run.job_path)
+        _start_over(run.job_path, run.inputs)
     fingerprint = _fingerprint(job, spec.pool_id, diff=spec.diff)
     if run.job_path.exists():
         ledger = Ledger.open(run.job_path)
@@ -736,7 +767,10 @@ def _execute(run: PreparedRun) -> JobResult:
                 progress=progress,
             ),
         )
-        summary = pipeline.write_report(job, ledger, run.report_path)
+        try:
+            summary = _job_report(ledger, spec, run.job_path, run.report_path, job=job)
+        except KeyboardInterrupt:
+            raise _report_stopped(run.job_path, run.report_path) from None
     return JobResult(
         stats=stats,
         summary=summary,
@@ -867,23 +901,58 @@ def write_report(
         spec = ledger.spec()
         check_report_path(output_path, _spec_inputs(spec, job_path))
         if spec.kind == "rollback":
-            return pipeline.write_ledger_report(ledger, output_path, only=only)
-        changed = _changed_inputs(spec, ledger.info())
-        if changed:
-            # Rows rebuilt from a changed file would name the wrong users.
+            # The rollback's rows are the original job's changed rows.
+            items: list[WorkItem] = []
+            if spec.rollback_of and Path(spec.rollback_of).is_file():
+                with Ledger.open(Path(spec.rollback_of)) as original:
+                    items = list(pipeline.rollback_items(original))
             return pipeline.write_ledger_report(
-                ledger,
-                output_path,
-                only=only,
-                total_rows=spec.total_rows,
-                warnings=[
-                    f"{changed} since the job ran: this report comes from the job "
-                    "file alone, without input columns; rows the job never "
-                    "recorded are not_attempted, with no user"
-                ],
+                ledger, output_path, only=only, rows=items
             )
-        job = _job_from_spec(spec, job_path)
-        return pipeline.write_report(job, ledger, output_path, only=only)
+        return _job_report(ledger, spec, job_path, output_path, only=only)
+
+
+def _job_report(
+    ledger: Ledger,
+    spec: JobSpec,
+    job_path: Path,
+    output_path: Path,
+    *,
+    job: Job | None = None,
+    only: Collection[str] | None = None,
+) -> Summary:
+    """A job's report: from the ledger and the input, or the ledger alone when
+    the input or mapping changed since the job was made (rows rebuilt from a
+    changed file would name the wrong users)."""
+    changed = _changed_inputs(spec, ledger.info())
+    if changed:
+        return pipeline.write_ledger_report(
+            ledger,
+            output_path,
+            only=only,
+            total_rows=spec.total_rows,
+            warnings=[
+                f"{changed} since the job ran: this report comes from the "
+                "job file alone, without input columns; rows the job never "
+                "recorded are not_attempted, with no user"
+            ],
+        )
+    job = job or _job_from_spec(spec, job_path)
+    return pipeline.write_report(job, ledger, output_path, only=only)
+
+
+def _report_stopped(job_path: Path, report_path: Path) -> StoppedError:
+    """A stop while the report was written: an older report there is untrue now."""
+    removed = ""
+    if report_path.exists():
+        with contextlib.suppress(OSError):
+            report_path.unlink()
+            removed = f"; the older report {report_path} was removed"
+    return StoppedError(
+        f"interrupted while writing the report{removed}. Every outcome is in "
+        f"the job file: `cognito-migrate report {job_path} -o {report_path}` "
+        "writes the report"
+    )
 
 
 def _changed_inputs(spec: JobSpec, stored: dict[str, str]) -> str | None:
@@ -946,6 +1015,13 @@ def prepare_rollback(
     report_path = report_path or default_report
     with Ledger.open(job_path) as original:
         spec = original.spec()
+        holder = original.holder()
+        if holder and not dry_run:
+            raise ConfigError(
+                f"job {job_path} is being run by {holder}: wait for it to finish "
+                "or stop it, then roll it back (a rollback now would miss the "
+                "rows it still writes)"
+            )
         inputs = _spec_inputs(spec, job_path)
         if not dry_run:
             check_job_path(rollback_path, inputs)
@@ -995,6 +1071,7 @@ def _execute_rollback(rollback: PreparedRollback) -> JobResult:
         profile=spec.profile,
         endpoint_url=spec.endpoint_url,
         rollback_of=str(rollback.job_path.resolve()),
+        total_rows=len(rollback.items),
     )
     if rollback.rollback_path.exists():
         ledger = Ledger.open(rollback.rollback_path)
@@ -1025,12 +1102,17 @@ def _execute_rollback(rollback: PreparedRollback) -> JobResult:
         summary = pipeline.write_ledger_report(
             ledger, rollback.report_path, rows=rollback.items
         )
-    rollback_spec = replace(rollback_spec, rollback_of=str(rollback.job_path))
     return JobResult(
         stats=stats,
         summary=summary,
         report_path=rollback.report_path,
-        next_step=_next_step(rollback_spec, rollback.rollback_path, stats),
+        # Naming the rollback's own files: the defaults may not be these.
+        next_step=(
+            f"cognito-migrate rollback {rollback.job_path} --yes --job "
+            f"{rollback.rollback_path} --report {rollback.report_path}"
+            if stats.stopped
+            else None
+        ),
     )
 
 

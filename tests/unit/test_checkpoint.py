@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import queue
 import sqlite3
@@ -248,11 +249,64 @@ def test_a_sqlite_file_that_is_not_a_ledger(tmp_path: Path) -> None:
     db = sqlite3.connect(path)
     db.execute("CREATE TABLE t(x)")
     db.close()
+    before = path.read_bytes()
     with pytest.raises(CheckpointError) as error:
         Ledger.open(path)
     assert str(error.value) == (
         f"{path} is not a cognito-migrate job file (no ledger in it)"
     )
+    # Refused before SQLite opened it: it was not switched to WAL mode.
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.sqlite"]
+
+
+def test_a_symlink_or_hard_link_to_a_running_job_is_the_same_lock(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "job.sqlite"
+    Ledger.create(path, FP).close()
+    (tmp_path / "alias.sqlite").symlink_to(path)
+    os.link(path, tmp_path / "hard.sqlite")
+    with Ledger.open(path) as ledger:
+        ledger.lock()
+        for other in ("alias.sqlite", "hard.sqlite"):
+            with Ledger.open(tmp_path / other) as second:
+                # A hard link has its own name, so not the note: only the lock.
+                assert second.holder() in (f"process {os.getpid()}", "another process")
+                with pytest.raises(CheckpointError, match="is being run by"):
+                    second.lock()
+
+
+def test_a_planted_symlink_as_lock_note_is_not_written_through(tmp_path: Path) -> None:
+    path = tmp_path / "job.sqlite"
+    Ledger.create(path, FP).close()
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine\n")
+    Path(f"{path}.lock").symlink_to(notes)
+    with Ledger.open(path) as ledger:
+        ledger.lock()
+    assert notes.read_text() == "mine\n"
+
+
+def test_two_processes_creating_one_job_cannot_replace_each_other(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "job.sqlite"
+    first = Ledger.create(path, FP)
+    first.record(outcome(1))
+    first.close()
+    # The second process looked before the first created the file.
+    original_exists = Path.exists
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            Path,
+            "exists",
+            lambda self: False if self == path else original_exists(self),
+        )
+        with pytest.raises(CheckpointError, match="created by another process"):
+            Ledger.create(path, FP)
+    with Ledger.open(path) as ledger:
+        assert ledger.counts() == {"updated": 1}
 
 
 def test_a_ledger_from_a_newer_version(tmp_path: Path) -> None:
@@ -529,3 +583,58 @@ def test_outcomes_read_back_as_named_rows(tmp_path: Path) -> None:
             "delivery": None,
         },
     ]
+
+
+def test_rows_that_changed_a_user_include_a_partly_applied_row(tmp_path: Path) -> None:
+    # The update went through, then the delete was throttled out: the row is
+    # failed_retryable but changed the user, so a rollback must undo it.
+    with Ledger.create(tmp_path / "j", FP) as ledger:
+        ledger.record(
+            Outcome(
+                row=1,
+                user="u1",
+                username="u1",
+                status=Status.FAILED_RETRYABLE,
+                changed=("custom:plan",),
+                attempts=2,
+                sent={"custom:plan": "new"},
+                before={"custom:plan": "old"},
+                error_code="TooManyRequestsException",
+            )
+        )
+        ledger.record(Outcome(row=2, user="u2", status=Status.FAILED, attempts=1))
+        assert list(ledger.updated_rows()) == [
+            (1, "u1", "u1", {"custom:plan": "new"}, {"custom:plan": "old"})
+        ]
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        {"total_rows": "300"},
+        {"input_path": 5},
+        {"schema": "x"},
+        {"rate": "fast"},
+        {"diff": 1},
+        {"kind": "other"},
+    ],
+)
+def test_a_job_description_with_a_wrong_type_is_refused(tmp_path, damage):
+    path = tmp_path / "job.sqlite"
+    spec = JobSpec(kind="real", pool_id="p", input_path="/in.csv", total_rows=3)
+    Ledger.create(path, FP, spec).close()
+    db = sqlite3.connect(path)
+    with db:
+        stored = json.loads(
+            db.execute("SELECT value FROM job WHERE key='spec'").fetchone()[0]
+        )
+        db.execute(
+            "UPDATE job SET value = ? WHERE key = 'spec'",
+            (json.dumps({**stored, **damage}),),
+        )
+    db.close()
+    with (
+        Ledger.open(path) as ledger,
+        pytest.raises(CheckpointError, match="wrong type"),
+    ):
+        ledger.spec()
