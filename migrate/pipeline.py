@@ -354,6 +354,7 @@ def _validator(job: Job) -> Validator:
         user_as=job.mapping.user_as,
         case_sensitive=job.schema.case_sensitive,
         collect=job.source.collect,
+        rows=job.source.count_rows(),
     )
     return Validator(
         job.mapping, job.schema, duplicates=duplicates, source_name=str(job.source.path)
@@ -421,11 +422,6 @@ def _recorder(
     def on_outcome(outcome: Outcome) -> None:
         earlier = prior.get(outcome.row)
         if earlier:
-            if outcome.status is Status.NOT_ATTEMPTED and not outcome.attempts:
-                # Not tried this time: the row keeps what it has (a
-                # failed_retryable with its last error), not a blank.
-                progress.on_rows(1)
-                return
             outcome = replace(outcome, attempts=outcome.attempts + earlier)
         ledger.record(outcome)
         progress.on_rows(1)

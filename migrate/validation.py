@@ -11,7 +11,8 @@ Two levels, because they fail differently:
   each naming row, column and attribute) and is never sent.
 
 Duplicate users need the whole file, not one batch: ``find_duplicates`` makes one
-pass over the user keys (hashed, so memory stays small) before validation starts.
+pass over the user keys before validation starts, exact and in bounded memory
+(hash partitions on disk for large files, see migrate.spill).
 
 Number attributes are checked as integers: Cognito's own number constraints are
 whole numbers and ID tokens carry the value as a string, and a value Cognito might
@@ -30,12 +31,13 @@ from __future__ import annotations
 import difflib
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
 import polars as pl
 
+from migrate import spill
 from migrate.errors import MappingError
 from migrate.mapping import (
     CONTROL_CHARACTERS,
@@ -55,6 +57,15 @@ from migrate.records import (
     value_col,
 )
 from migrate.schema import AttributeSchema, PoolSchema
+from migrate.spill import (
+    Partitioned,
+    RowTable,
+    RowTableBuilder,
+    chunks,
+    partition_count,
+    partitioned,
+    reduce_pieces,
+)
 
 #: Int64 column added by validate(): for ``duplicates = "last"``, the row number
 #: of the user's last row when this one is superseded by it (null otherwise).
@@ -336,11 +347,20 @@ def _contact_warning(
 
 # --- duplicate users across the whole file ------------------------------------
 
-_HASH = "__key_hash"
+#: Normalised key (and owner) while duplicates are looked for.
+_KEY = "__dup_key"
+_OWNER = "__dup_owner"
 _OTHERS = "__dup_others"
 _LAST = "__dup_last"
+_COUNT = "__dup_n"
+_HEAD = "__dup_head"
+_HASHED = "__dup_hash"
 #: How many other row numbers a duplicate_user message lists.
 SHOWN_DUPLICATES: Final = 5
+_DUPLICATE_SCHEMA: Final[dict[str, pl.DataType]] = {
+    _OTHERS: pl.String(),
+    _LAST: pl.Int64(),
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -348,29 +368,25 @@ class DuplicateIndex:
     """The rows whose user key another row shares; built once per job.
 
     Only duplicated rows are kept: for each, a description of the other rows of
-    its group ("rows 7, 9") and the group's last row number.
+    its group ("rows 7, 9") and the group's last row number. The table is on
+    disk when it is large (see migrate.spill.RowTable).
     """
 
-    rows: pl.DataFrame = field(
-        default_factory=lambda: pl.DataFrame(
-            schema={ROW: pl.Int64, _OTHERS: pl.String, _LAST: pl.Int64}
-        )
-    )
+    table: RowTable = field(default_factory=lambda: RowTable.empty(_DUPLICATE_SCHEMA))
     groups: int = 0
 
     def __len__(self) -> int:
         """Number of rows that share their user with another row."""
-        return self.rows.height
+        return len(self.table)
+
+    @property
+    def rows(self) -> pl.DataFrame:
+        """Every duplicated row (ROW, others, last), in row order."""
+        return self.table.frame()
 
     def lookup(self, rows: pl.Series) -> pl.DataFrame:
         """For the given row numbers, in order: the others (String) and last (Int64)."""
-        frame = pl.DataFrame({ROW: rows.cast(pl.Int64)})
-        if self.rows.is_empty():
-            return frame.with_columns(
-                pl.lit(None, dtype=pl.String).alias(_OTHERS),
-                pl.lit(None, dtype=pl.Int64).alias(_LAST),
-            )
-        return frame.join(self.rows, on=ROW, how="left", maintain_order="left")
+        return self.table.lookup(rows)
 
 
 #: Columns of DuplicateIndex.lookup(): the other rows of the group, and its last row.
@@ -380,10 +396,7 @@ DUPLICATE_LAST = _LAST
 
 def normalised_key(user_as: str, case_sensitive: bool | None) -> pl.Expr:
     """The user key as Cognito compares it: case-folded unless it is exact."""
-    key = pl.col(USER).str.strip_chars()
-    if user_as in ("email", "sub") or (user_as == "username" and not case_sensitive):
-        return key.str.to_lowercase()
-    return key
+    return comparable(pl.col(USER), user_as, case_sensitive)
 
 
 def find_duplicates(
@@ -392,51 +405,237 @@ def find_duplicates(
     user_as: str,
     case_sensitive: bool | None,
     collect: Callable[[pl.LazyFrame], pl.DataFrame] | None = None,
+    rows: int | None = None,
 ) -> DuplicateIndex:
     """Find rows that name the same user, over the whole file (ROW and USER).
 
-    Keys are compared as 64-bit hashes of the normalised key, so counting holds
-    about 24 bytes a row (row number, hash, a sorted copy of the hashes) and only
-    duplicated rows are kept. Two different keys colliding is about a
-    one-in-a-million chance for five million keys; it would hold back (invalid or
-    superseded) a row that should have been sent, never send a wrong one.
-    Blank keys are not duplicates; they are ``missing_user``. ``collect`` runs
-    the one pass over the file (Source.collect turns read errors into
-    SourceError); by default the streaming engine.
+    Keys are compared as Cognito compares them (``normalised_key``), exactly:
+    rows are split into hash partitions on disk when the file is large (see
+    migrate.spill), and within a partition grouped by the keys themselves, so
+    memory does not grow with the file and no two keys are ever confused.
+    Blank keys are not duplicates; they are ``missing_user``. ``collect`` says
+    what went wrong reading the file (Source.collect turns read errors into
+    SourceError). ``rows``: the number of rows, when known (else counted).
     """
-    key = normalised_key(user_as, case_sensitive)
-    query = (
-        keys.select(pl.col(ROW).cast(pl.Int64), key.alias(USER))
-        .filter(pl.col(USER).is_not_null() & (pl.col(USER) != ""))
-        .select(pl.col(ROW), pl.col(USER).hash().alias(_HASH))
+    if rows is None:
+        run = collect or (lambda query: query.collect(engine="streaming"))
+        rows = int(run(keys.select(pl.len())).item())
+    query = keys.select(
+        pl.col(ROW).cast(pl.Int64),
+        normalised_key(user_as, case_sensitive).alias(_KEY),
+    ).filter(pl.col(_KEY).is_not_null() & (pl.col(_KEY) != ""))
+    with partitioned([_KEY], partition_count(rows)) as split:
+        for chunk in chunks(query, collect):
+            split.add(chunk)
+        split.close()
+        return _duplicate_rows(split)
+
+
+class SharedValues:
+    """Rows that would give two users one value of an attribute (an alias).
+
+    ``add`` frames of ROW, the value as Cognito compares it (``DUPLICATE_KEY``,
+    never blank) and the user it goes to, normalised (``DUPLICATE_OWNER``);
+    then ``finish``. One user given one value twice is a duplicate user (or a
+    superseded row), not two users sharing it: of each (value, user) pair only
+    the last row counts. Two steps, each over hash partitions (see
+    find_duplicates): the pairs, split by value and user, so that a value
+    shared by a million users still spreads; then the pairs' rows, by value.
+    """
+
+    def __init__(self, *, rows: int) -> None:
+        self._parts = partition_count(rows)
+        self._pairs = Partitioned([_KEY, _OWNER], self._parts)
+
+    def add(self, values: pl.DataFrame) -> None:
+        """Add rows (ROW, DUPLICATE_KEY, DUPLICATE_OWNER)."""
+        self._pairs.add(values.select(ROW, _KEY, _OWNER))
+
+    def finish(self) -> DuplicateIndex:
+        """The rows whose value another user is given too."""
+        pairs = self._pairs
+        try:
+            pairs.close()
+            with partitioned([_KEY], self._parts) as split:
+                for part in range(self._parts):
+                    for kept in _last_of_pairs(pairs, part):
+                        split.add(kept)
+                pairs.remove()
+                split.close()
+                return _duplicate_rows(split)
+        finally:
+            pairs.remove()
+
+
+def _last_of_pairs(pairs: Partitioned, part: int) -> Iterator[pl.DataFrame]:
+    """(ROW, _KEY) of the last row of each (value, user) pair of a partition.
+
+    A pair whose hash no other row has is on one row only, which is its last;
+    the others (few, unless values repeat) are grouped by their values.
+    """
+    repeated = _repeated_hashes(pairs, part, [_KEY, _OWNER])
+    for piece in pairs.pieces(part):
+        yield piece.filter(~_hash_in([_KEY, _OWNER], repeated)).select(ROW, _KEY)
+    if repeated.is_empty():
+        return
+    last = reduce_pieces(
+        (
+            piece.filter(_hash_in([_KEY, _OWNER], repeated))
+            for piece in pairs.pieces(part)
+        ),
+        by=[_KEY, _OWNER],
+        partial=[pl.col(ROW).max()],
+        merge=[pl.col(ROW).max()],
     )
-    hashed = (
-        collect(query) if collect is not None else query.collect(engine="streaming")
+    if last is not None:
+        yield last.select(ROW, _KEY)
+
+
+def find_shared_values(values: Iterable[pl.DataFrame], *, rows: int) -> DuplicateIndex:
+    """SharedValues over ``values`` (frames of ROW, DUPLICATE_KEY, DUPLICATE_OWNER)."""
+    shared = SharedValues(rows=rows)
+    for frame in values:
+        shared.add(frame)
+    return shared.finish()
+
+
+def comparable(value: pl.Expr, kind: str, case_sensitive: bool | None) -> pl.Expr:
+    """A key or alias value as Cognito compares it: stripped, case-folded
+    (emails, subs, and usernames unless the pool's are case-sensitive)."""
+    value = value.str.strip_chars()
+    if kind in ("email", "sub") or (kind == "username" and not case_sensitive):
+        return value.str.to_lowercase()
+    return value
+
+
+#: Columns of find_shared_values' input: the compared value, and its user.
+DUPLICATE_KEY = _KEY
+DUPLICATE_OWNER = _OWNER
+
+
+def _repeated_hashes(split: Partitioned, part: int, by: list[str]) -> pl.Series:
+    """Hashes of ``by`` that more than one row of a partition has.
+
+    Counting 64-bit hashes is cheap and needs no strings; a repeated hash is
+    only a candidate, confirmed (or not) on the values by the caller.
+    """
+    counts = reduce_pieces(
+        (
+            piece.select(spill.key_hash(by).alias(_HASHED))
+            for piece in split.pieces(part)
+        ),
+        by=[_HASHED],
+        partial=[pl.len().cast(pl.Int64).alias(_COUNT)],
+        merge=[pl.col(_COUNT).sum()],
     )
-    # Sorting the hashes alone finds the repeated ones with one extra column of
-    # memory; a group_by or join over every key would hold a hash table of all.
-    ordered = hashed[_HASH].sort()
-    repeated = ordered.filter(ordered == ordered.shift(1)).unique()
-    del ordered
-    dup = hashed.filter(pl.col(_HASH).is_in(repeated.implode())).sort(ROW)
-    del hashed
-    if dup.is_empty():
-        return DuplicateIndex()
-    groups = dup.group_by(_HASH).agg(
-        pl.col(ROW).head(SHOWN_DUPLICATES + 1).alias("head"),
-        pl.len().alias("n"),
-        pl.col(ROW).max().alias(_LAST),
+    if counts is None:
+        return pl.Series(_HASHED, [], dtype=pl.UInt64)
+    return counts.filter(pl.col(_COUNT) > 1).get_column(_HASHED)
+
+
+def _hash_in(by: list[str], hashes: pl.Series) -> pl.Expr:
+    # Through the module: tests make every key collide (see migrate.spill).
+    return spill.key_hash(by).is_in(hashes.implode())
+
+
+def _candidates(
+    split: Partitioned, part: int, repeated: pl.Series
+) -> Iterator[pl.DataFrame]:
+    """The rows of a partition whose key's hash is among ``repeated``."""
+    for piece in split.pieces(part):
+        yield piece.filter(_hash_in([_KEY], repeated))
+
+
+def _duplicate_rows(split: Partitioned) -> DuplicateIndex:
+    """The duplicated rows of partitioned (ROW, _KEY) rows, with their groups.
+
+    Per partition: rows whose key's hash is repeated are candidates; they are
+    grouped by the keys themselves (count, first rows, last row), piece by
+    piece, and the rows of keys counted more than once are picked out.
+    """
+    table = RowTableBuilder(_DUPLICATE_SCHEMA)
+    groups = 0
+    for part in range(split.parts):
+        repeated = _repeated_hashes(split, part, [_KEY])
+        if repeated.is_empty():
+            continue
+        counted = reduce_pieces(
+            _candidates(split, part, repeated),
+            by=[_KEY],
+            partial=[
+                pl.len().cast(pl.Int64).alias(_COUNT),
+                pl.col(ROW).sort().head(SHOWN_DUPLICATES + 1).alias(_HEAD),
+                pl.col(ROW).max().alias(_LAST),
+            ],
+            merge=[
+                pl.col(_COUNT).sum(),
+                pl.col(_HEAD).explode().sort().head(SHOWN_DUPLICATES + 1),
+                pl.col(_LAST).max(),
+            ],
+        )
+        if counted is None:
+            continue
+        found = _described(counted.filter(pl.col(_COUNT) > 1))
+        if found.is_empty():
+            continue
+        groups += found.height
+        for piece in _candidates(split, part, repeated):
+            table.add(
+                piece.join(found, on=_KEY, how="inner").select(
+                    pl.col(ROW), _others().alias(_OTHERS), pl.col(_LAST)
+                )
+            )
+    return DuplicateIndex(table=table.finish(), groups=groups)
+
+
+#: Per group: its first rows, and the list of them as a message shows it
+#: when the row is the i-th of them (it is left out) or none of them.
+_FIRST = [f"__dup_first{i}" for i in range(SHOWN_DUPLICATES + 1)]
+_SHOWN = [f"__dup_shown{i}" for i in range(SHOWN_DUPLICATES + 1)]
+_SHOWN_NONE = "__dup_shown"
+
+
+def _described(groups: pl.DataFrame) -> pl.DataFrame:
+    """Groups with what their rows' messages show, worked out once per group.
+
+    A row's message lists the group's first rows but itself; doing it with
+    list functions on every row costs seconds on a million duplicated rows.
+    """
+    head = pl.col(_HEAD).list.eval(pl.element().cast(pl.String))
+    listed = [
+        head.list.gather(
+            [j for j in range(SHOWN_DUPLICATES + 1) if j != i], null_on_oob=True
+        )
+        .list.drop_nulls()
+        .list.join(", ")
+        .alias(_SHOWN[i])
+        for i in range(SHOWN_DUPLICATES + 1)
+    ]
+    return groups.select(
+        pl.col(_KEY),
+        pl.col(_COUNT),
+        pl.col(_LAST),
+        *(
+            pl.col(_HEAD).list.get(i, null_on_oob=True).alias(_FIRST[i])
+            for i in range(SHOWN_DUPLICATES + 1)
+        ),
+        *listed,
+        head.list.head(SHOWN_DUPLICATES).list.join(", ").alias(_SHOWN_NONE),
     )
-    shown = (
-        pl.col("head")
-        .list.set_difference(pl.concat_list(pl.col(ROW)))
-        .list.sort()
-        .list.head(SHOWN_DUPLICATES)
-    )
-    more = pl.col("n") - 1 - pl.col("shown").list.len()
-    listed = pl.col("shown").list.eval(pl.element().cast(pl.String)).list.join(", ")
-    others = (
-        pl.when(pl.col("n") == 2)
+
+
+def _others() -> pl.Expr:
+    """ "row 7" / "rows 7, 9 and 3 more": the other rows of a row's group."""
+    listed: pl.Expr = pl.col(_SHOWN_NONE)
+    for first, shown in reversed(list(zip(_FIRST, _SHOWN, strict=True))):
+        listed = (
+            pl.when(pl.col(ROW) == pl.col(first)).then(pl.col(shown)).otherwise(listed)
+        )
+    # The group's first rows are sorted: whether or not this row is one of
+    # them, min(5, n - 1) other rows are shown.
+    more = pl.col(_COUNT) - 1 - pl.min_horizontal(pl.col(_COUNT) - 1, SHOWN_DUPLICATES)
+    return (
+        pl.when(pl.col(_COUNT) == 2)
         .then(pl.concat_str(pl.lit("row "), listed))
         .when(more > 0)
         .then(
@@ -446,12 +645,6 @@ def find_duplicates(
         )
         .otherwise(pl.concat_str(pl.lit("rows "), listed))
     )
-    rows = (
-        dup.join(groups, on=_HASH, maintain_order="left")
-        .with_columns(shown.alias("shown"))
-        .select(pl.col(ROW), others.alias(_OTHERS), pl.col(_LAST))
-    )
-    return DuplicateIndex(rows=rows, groups=groups.height)
 
 
 # --- per-row checks ---------------------------------------------------------------

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from migrate import spill
 from migrate.errors import MappingError
 from migrate.mapping import Mapping, cell_col, load_mapping
 from migrate.records import (
@@ -25,11 +26,15 @@ from migrate.records import (
 from migrate.schema import AttributeSchema, PoolSchema, load_schema_file
 from migrate.validation import (
     CODES,
+    DUPLICATE_KEY,
+    DUPLICATE_LAST,
+    DUPLICATE_OWNER,
     SUPERSEDED_BY,
     DuplicateIndex,
     Validator,
     check_mapping,
     find_duplicates,
+    find_shared_values,
 )
 
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "pool-schema.json"
@@ -728,6 +733,145 @@ def test_empty_duplicate_index_lookup() -> None:
     assert found.null_count().row(0)[1:] == (2, 2)
 
 
+# --- exact and in bounded memory -----------------------------------------------
+
+
+@pytest.fixture
+def small_partitions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files of a few rows already split into partitions and tables on disk."""
+    monkeypatch.setattr(spill, "PARTITION_ROWS", 8)
+    monkeypatch.setattr(spill, "FLUSH_ROWS", 5)
+    monkeypatch.setattr(spill, "CHUNK_ROWS", 3)
+    monkeypatch.setattr(spill, "BUCKET_ROWS", 4)
+
+
+@pytest.fixture
+def colliding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every key hashes alike: any answer that trusted hashes would be wrong."""
+    monkeypatch.setattr(
+        spill, "key_hash", lambda columns: pl.col(columns[0]).hash(seed=0) * 0
+    )
+
+
+def reference(keys: Sequence[str | None]) -> dict[int, tuple[str, int]]:
+    """row -> (others, last) by brute force, for usernames of a case-blind pool."""
+    groups: dict[str, list[int]] = {}
+    for row, key in enumerate(keys, start=1):
+        if key is not None and key.strip():
+            groups.setdefault(key.strip().lower(), []).append(row)
+    found: dict[int, tuple[str, int]] = {}
+    for rows in groups.values():
+        if len(rows) < 2:
+            continue
+        for row in rows:
+            others = [r for r in rows if r != row]
+            shown = ", ".join(map(str, others[:5]))
+            more = len(others) - len(others[:5])
+            text = f"rows {shown}" if len(others) > 1 else f"row {shown}"
+            found[row] = (text + (f" and {more} more" if more else ""), max(rows))
+    return found
+
+
+def found_by(index: DuplicateIndex) -> dict[int, tuple[str, int]]:
+    return {row: (others, last) for row, others, last in index.rows.rows()}
+
+
+def test_a_forced_hash_collision_is_not_a_duplicate(colliding: None) -> None:
+    keys = ["ann", "bob", "cy", "Bob", "dee"]
+    index = find_duplicates(frame_of(keys), user_as="username", case_sensitive=False)
+    assert found_by(index) == {2: ("row 4", 4), 4: ("row 2", 4)}
+    assert index.groups == 1
+
+
+def test_a_forced_hash_collision_on_disk_is_not_a_duplicate(
+    small_partitions: None, colliding: None
+) -> None:
+    keys = [f"user{i}" for i in range(30)] + ["user3"]
+    index = find_duplicates(frame_of(keys), user_as="username", case_sensitive=False)
+    assert found_by(index) == {4: ("row 31", 31), 31: ("row 4", 31)}
+
+
+def test_duplicates_across_partitions_and_pieces_are_found(
+    small_partitions: None,
+) -> None:
+    # 40 rows: 5 partitions written in pieces of 5 rows, read 3 rows at a time;
+    # each group's rows are far apart, so they meet only in their partition.
+    keys = [f"k{i % 13}" if i % 4 else f"solo{i}" for i in range(40)]
+    index = find_duplicates(frame_of(keys), user_as="username", case_sensitive=False)
+    assert index.table.spilled
+    assert found_by(index) == reference(keys)
+    looked = index.lookup(pl.Series(range(1, 41)))
+    expected = reference(keys)
+    assert looked[DUPLICATE_LAST].to_list() == [
+        expected[r][1] if r in expected else None for r in range(1, 41)
+    ]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    keys=st.lists(
+        st.one_of(st.none(), st.sampled_from(["a", "A", " a", "b", "", " ", "c1"])),
+        max_size=60,
+    ),
+    spilled=st.booleans(),
+)
+def test_duplicates_match_a_brute_force_count(
+    keys: list[str | None], spilled: bool
+) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        if spilled:
+            patch.setattr(spill, "PARTITION_ROWS", 6)
+            patch.setattr(spill, "FLUSH_ROWS", 4)
+            patch.setattr(spill, "CHUNK_ROWS", 5)
+            patch.setattr(spill, "BUCKET_ROWS", 7)
+        index = find_duplicates(
+            frame_of(keys), user_as="username", case_sensitive=False
+        )
+    assert found_by(index) == reference(keys)
+
+
+def shared(
+    values: Sequence[tuple[str, str]], *, rows: int | None = None
+) -> dict[int, tuple[str, int]]:
+    """find_shared_values over (value, owner) per row, as row -> (others, last)."""
+    frame = pl.DataFrame(
+        {
+            ROW: range(1, len(values) + 1),
+            DUPLICATE_KEY: [v for v, _ in values],
+            DUPLICATE_OWNER: [o for _, o in values],
+        },
+        schema={ROW: pl.Int64, DUPLICATE_KEY: pl.String, DUPLICATE_OWNER: pl.String},
+    )
+    parts = [frame.slice(i, 3) for i in range(0, frame.height, 3)]
+    return found_by(find_shared_values(parts, rows=rows or len(values)))
+
+
+def test_one_user_given_one_value_twice_shares_it_with_nobody() -> None:
+    assert shared([("a@x", "ann"), ("a@x", "ann"), ("b@x", "bob")]) == {}
+
+
+def test_two_users_given_one_value_share_it_from_their_last_rows() -> None:
+    values = [("a@x", "ann"), ("a@x", "bob"), ("a@x", "ann"), ("c@x", "cy")]
+    assert shared(values) == {2: ("row 3", 3), 3: ("row 2", 3)}
+
+
+def test_shared_values_are_exact_on_disk_under_colliding_hashes(
+    small_partitions: None, colliding: None
+) -> None:
+    values = [(f"v{i}", f"u{i}") for i in range(30)]
+    values += [("v7", "u7"), ("v9", "someone")]
+    assert shared(values) == {10: ("row 32", 32), 32: ("row 10", 32)}
+
+
+def test_a_value_shared_by_many_users_spreads_over_partitions(
+    small_partitions: None,
+) -> None:
+    values = [("+15550100", f"user{i}") for i in range(40)]
+    found = shared(values)
+    assert sorted(found) == list(range(1, 41))
+    assert found[7] == ("rows 1, 2, 3, 4, 5 and 34 more", 40)
+
+
 # --- check_mapping --------------------------------------------------------------
 
 
@@ -989,7 +1133,7 @@ def test_constant_without_problem_column(tmp_path: Path, schema: PoolSchema) -> 
     assert problems_of(out) == [(None, None)]
 
 
-def test_find_duplicates_uses_the_given_collect() -> None:
+def test_find_duplicates_counts_rows_with_the_given_collect() -> None:
     seen: list[pl.LazyFrame] = []
 
     def collect(query: pl.LazyFrame) -> pl.DataFrame:
@@ -1001,6 +1145,27 @@ def test_find_duplicates_uses_the_given_collect() -> None:
     )
     assert len(seen) == 1
     assert index.rows[ROW].to_list() == [1, 2]
+
+
+def test_find_duplicates_has_collect_explain_a_read_error(tmp_path: Path) -> None:
+    # Source.collect turns a polars read error into a SourceError naming the row.
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(b"username\na\nb,c\n")
+    keys = pl.scan_csv(bad, schema={"username": pl.String}).select(
+        pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias(ROW),
+        pl.col("username").alias(USER),
+    )
+
+    class Explained(Exception):
+        pass
+
+    def collect(query: pl.LazyFrame) -> pl.DataFrame:
+        raise Explained
+
+    with pytest.raises(Explained):
+        find_duplicates(
+            keys, user_as="username", case_sensitive=None, collect=collect, rows=2
+        )
 
 
 # --- control characters, floats with no text, "5.0" ----------------------------------
