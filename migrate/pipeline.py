@@ -422,6 +422,11 @@ def _recorder(
     def on_outcome(outcome: Outcome) -> None:
         earlier = prior.get(outcome.row)
         if earlier:
+            if outcome.status is Status.NOT_ATTEMPTED and not outcome.attempts:
+                # Not tried this time: the row keeps what it has (a
+                # failed_retryable with its last error), not a blank.
+                progress.on_rows(1)
+                return
             outcome = replace(outcome, attempts=outcome.attempts + earlier)
         ledger.record(outcome)
         progress.on_rows(1)
