@@ -13,6 +13,7 @@ ledger and the report, never an exception that unwinds the run.
     ├── CheckpointError          the job ledger is unusable (exit 2)
     ├── StoppedError             Ctrl-C or SIGTERM stopped a command (exit 130)
     └── FatalError               job-wide failure during a run: stop everything (exit 3)
+        └── RepeatedFailureError one per-user error for many users in a row
 
 A call that may succeed later (throttling, 5xx, network) is not an exception
 either: the Cognito adapter returns it as a retryable `records.CallError`, and the
@@ -85,3 +86,8 @@ class FatalError(MigrateError):
 
 class StoppedError(MigrateError):
     """Ctrl-C or SIGTERM stopped a command; the message says what was kept."""
+
+
+class RepeatedFailureError(FatalError):
+    """The same per-user error for many users in a row: a cause common to all
+    of them (the mapping, the data, a Lambda trigger), so the job stops."""

@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from migrate.errors import ConfigError, FatalError
+from migrate.errors import ConfigError, FatalError, RepeatedFailureError
 from migrate.ratelimit import AdaptiveRate, Clock, SystemClock, TokenBucket
 from migrate.records import CallError, CallResult, Outcome, Status, WorkItem, utc_now
 from migrate.retry import RetryPolicy, call_with_retries
@@ -243,11 +243,10 @@ class Executor:
         self._streak = (key, count)
         if count >= limit:
             self.stop(
-                FatalError(
+                RepeatedFailureError(
                     f"the last {count} users all failed the same way "
-                    f"({outcome.error_code}: {outcome.error_message}); the mapping "
-                    "or a Lambda trigger is probably wrong. Fix it, then resume "
-                    "with --retry-failed",
+                    f"({outcome.error_code}: {outcome.error_message}); the mapping, "
+                    "the data or a Lambda trigger is probably wrong",
                     aws_error_code=outcome.error_code,
                 )
             )

@@ -36,6 +36,7 @@ from migrate.errors import (
     ConfigError,
     MigrateError,
     OptionsError,
+    RepeatedFailureError,
     StoppedError,
 )
 from migrate.execution import (
@@ -707,8 +708,15 @@ def _next_step(spec: JobSpec, job_path: Path, stats: ExecutionStats) -> str | No
             "run the same `cognito-migrate run ... --sandbox` command again (a "
             "sandbox job starts over with a new emulated pool)"
         )
-    retry = " --retry-failed" if "--retry-failed" in str(stats.stopped_by or "") else ""
-    return f"cognito-migrate resume {job_path}{retry}"
+    if isinstance(stats.stopped_by, RepeatedFailureError):
+        # A fixed mapping or input is a new job (the job file refuses it).
+        return (
+            f"cognito-migrate resume {job_path} --retry-failed (when the cause "
+            "was outside the job, e.g. a Lambda trigger); after fixing the "
+            f"mapping or the data: cognito-migrate report {job_path} -o "
+            "failed.csv --only failed, then run failed.csv as a new job"
+        )
+    return f"cognito-migrate resume {job_path}"
 
 
 def _execute(run: PreparedRun) -> JobResult:

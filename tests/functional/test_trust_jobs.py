@@ -457,12 +457,24 @@ def test_every_hint_after_a_stop_is_a_command_that_works(
         )
     assert result.exit_code == 3, result.output
     hint = result.output.strip().splitlines()[-1]
-    assert (
-        hint == "Fix the cause, then: cognito-migrate resume job.sqlite --retry-failed"
+    assert hint == (
+        "Fix the cause, then: cognito-migrate resume job.sqlite --retry-failed "
+        "(when the cause was outside the job, e.g. a Lambda trigger); after fixing "
+        "the mapping or the data: cognito-migrate report job.sqlite -o failed.csv "
+        "--only failed, then run failed.csv as a new job"
     )
+    # Both commands of the hint work in this state.
+    result = invoke("report", "job.sqlite", "-o", "failed.csv", "--only", "failed")
+    assert result.exit_code == 0, result.output
+    assert len(read_report("failed.csv")) == 60
     with EmulatedPool() as pool:
         pool.seed(SCHEMA, [{"username": f"u{i:02d}"} for i in range(1, 61)])
-        args = hint.removeprefix("Fix the cause, then: cognito-migrate ").split()
-        result = invoke(*args, "--endpoint-url", pool.endpoint_url)
+        result = invoke(
+            "resume",
+            "job.sqlite",
+            "--retry-failed",
+            "--endpoint-url",
+            pool.endpoint_url,
+        )
         assert result.exit_code == 0, result.output
         assert len(pool.writes) == 60
