@@ -157,6 +157,7 @@ from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TextIO, cast
 
 from migrate.errors import ConfigError, SchemaError
+from migrate.files import write_private
 from migrate.records import MAX_ATTRIBUTE_NAME, MAX_ATTRIBUTE_VALUE
 
 if TYPE_CHECKING:
@@ -1503,10 +1504,8 @@ class ServeCommand:
 
 
 def _write_port_file(path: Path, text: str) -> None:
-    partial = path.with_name(path.name + ".tmp")
     try:
-        partial.write_text(text, encoding="utf-8")
-        os.replace(partial, path)
+        write_private(path, lambda handle: handle.write(text.encode()))
     except OSError as exc:
         raise ConfigError(f"--port-file {path}: {exc.strerror or exc}") from None
 

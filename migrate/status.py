@@ -194,8 +194,3 @@ def render(status: JobStatus) -> str:
         last_run = status.last_run_result or "running or killed"
         lines.append(f"Runs: {status.runs} (last: {last_run})")
     return "\n".join(lines)
-
-
-def describe_status(ledger: Ledger, *, now: Callable[[], float] = time.time) -> str:
-    """A plain-text status of a job, read from its ledger (safe while it runs)."""
-    return render(job_status(ledger, now=now))

@@ -32,7 +32,7 @@ from migrate.records import (
     Status,
 )
 from migrate.report import REPORT_SCHEMA
-from migrate.status import describe_status
+from migrate.status import job_status, render
 from tests.conftest import BeforeBatchWrites
 
 FP = Fingerprint(input_sha256="a" * 64, mapping_sha256="b" * 64, pool="p", options="{}")
@@ -447,7 +447,7 @@ def test_status_rate_counts_the_latest_run_only(tmp_path: Path) -> None:
         )
     db.close()
     with Ledger.open(path) as ledger:
-        lines = describe_status(ledger, now=lambda: 90012.0).splitlines()
+        lines = render(job_status(ledger, now=lambda: 90012.0)).splitlines()
     assert "Last activity: 1970-01-02T01:00:10+00:00 (2s ago)" in lines
     assert "Achieved rate: 3.0 users/s (latest run)" in lines
 
