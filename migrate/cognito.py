@@ -769,42 +769,46 @@ class UserPool:
         extra: dict[str, Any] = {}
         if self._metadata:
             extra["ClientMetadata"] = self._metadata
-        if self._api == "admin":
-            assert self._pool_id is not None
-            try:
-                self._client.admin_update_user_attributes(
-                    UserPoolId=self._pool_id,
-                    Username=item.user,
-                    UserAttributes=attributes,
-                    **extra,
-                )
-            except (ClientError, BotoCoreError) as exc:
-                return CallResult(error=classify(exc, api="admin"))
-            return CallResult()
-        if not item.token:
-            return _missing_token()
-        try:
-            with _token_in_flight(item.token):
-                response = self._client.update_user_attributes(
-                    AccessToken=item.token, UserAttributes=attributes, **extra
-                )
-        except (ClientError, BotoCoreError) as exc:
-            return CallResult(error=classify(exc, api="token", secrets=[item.token]))
-        return CallResult(delivery=_delivery(response.get("CodeDeliveryDetailsList")))
+        return self._send(
+            item,
+            admin=lambda pool_id: self._client.admin_update_user_attributes(
+                UserPoolId=pool_id,
+                Username=item.user,
+                UserAttributes=attributes,
+                **extra,
+            ),
+            token=lambda token: self._client.update_user_attributes(
+                AccessToken=token, UserAttributes=attributes, **extra
+            ),
+        )
 
     def delete(self, item: WorkItem) -> CallResult:
         """Delete ``item.delete_attributes`` from the user; errors come back as data."""
         if not item.delete_attributes:
             raise ValueError(f"row {item.row}: work item has no attributes to delete")
         names = list(item.delete_attributes)
+        return self._send(
+            item,
+            admin=lambda pool_id: self._client.admin_delete_user_attributes(
+                UserPoolId=pool_id, Username=item.user, UserAttributeNames=names
+            ),
+            token=lambda token: self._client.delete_user_attributes(
+                AccessToken=token, UserAttributeNames=names
+            ),
+        )
+
+    def _send(
+        self,
+        item: WorkItem,
+        *,
+        admin: Callable[[str], Any],
+        token: Callable[[str], Any],
+    ) -> CallResult:
+        """One write the way this pool's API makes it; errors come back as data."""
         if self._api == "admin":
             assert self._pool_id is not None
             try:
-                self._client.admin_delete_user_attributes(
-                    UserPoolId=self._pool_id,
-                    Username=item.user,
-                    UserAttributeNames=names,
-                )
+                admin(self._pool_id)
             except (ClientError, BotoCoreError) as exc:
                 return CallResult(error=classify(exc, api="admin"))
             return CallResult()
@@ -812,12 +816,10 @@ class UserPool:
             return _missing_token()
         try:
             with _token_in_flight(item.token):
-                self._client.delete_user_attributes(
-                    AccessToken=item.token, UserAttributeNames=names
-                )
+                response = token(item.token)
         except (ClientError, BotoCoreError) as exc:
             return CallResult(error=classify(exc, api="token", secrets=[item.token]))
-        return CallResult()
+        return CallResult(delivery=_delivery(response.get("CodeDeliveryDetailsList")))
 
     def describe(self) -> dict[str, Any]:
         """DescribeUserPool output for the schema; raises FatalError/ConfigError."""

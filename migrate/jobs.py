@@ -302,27 +302,26 @@ def validate(request: JobRequest) -> DryRunResult:
     """Check mapping, input and every row against the pool schema; send nothing."""
     if request.report_path is not None:
         check_report_path(request.report_path, request.inputs())
+    return pipeline.dry_run(_offline_job(request), report_path=request.report_path)
+
+
+def _offline_job(request: JobRequest) -> Job:
+    """The job checked against a saved schema or DescribeUserPool, nothing sent."""
     schema, _ = load_schema(request.schema_path, request.pool_id, request.aws)
-    job = prepare(
+    return prepare(
         request.input_path,
         request.mapping_path,
         schema,
         source_options=request.source_options,
     )
-    return pipeline.dry_run(job, report_path=request.report_path)
 
 
 def dry_run(request: JobRequest, reporter: Reporter) -> DryRunResult:
     """Everything but the writes, with the report of what a run would do."""
     report_path = request.report_path or request.default_path("dry-run.report.csv")
     check_report_path(report_path, request.inputs())
-    schema, _ = load_schema(request.schema_path, request.pool_id, request.aws)
-    job = prepare(
-        request.input_path,
-        request.mapping_path,
-        schema,
-        source_options=request.source_options,
-    )
+    job = _offline_job(request)
+    schema = job.schema
     if request.diff:
         snapshot_path = request.snapshot_path
         if snapshot_path is None:
