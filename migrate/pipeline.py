@@ -18,6 +18,7 @@ from typing import Protocol, TypeVar, runtime_checkable
 
 import polars as pl
 
+from migrate.aliases import alias_chunks, values_of
 from migrate.background import Background
 from migrate.checkpoint import Ledger, decided_rows
 from migrate.errors import ConfigError
@@ -32,7 +33,6 @@ from migrate.records import (
     Status,
     WorkItem,
     utc_now,
-    value_col,
 )
 from migrate.report import (
     REPORT_SCHEMA,
@@ -45,6 +45,7 @@ from migrate.schema import PoolSchema
 from migrate.source import Source, SourceOptions, open_source
 from migrate.validation import (
     DuplicateIndex,
+    SharedValues,
     Validator,
     check_mapping,
     find_duplicates,
@@ -92,7 +93,12 @@ class Job:
         )
 
     def with_snapshot(self, path: str | Path) -> Job:
-        """This job, diffed against (and keyed through) a snapshot file."""
+        """This job, diffed against (and keyed through) a snapshot file.
+
+        The snapshot is joined to every input row once, before the run, in
+        bounded memory (see CurrentValues.aligned_to); the same pass over the
+        new alias values finds their owners and the rows that would share one.
+        """
         from migrate.snapshot import read_snapshot
 
         current = CurrentValues.from_snapshot(
@@ -106,8 +112,26 @@ class Job:
         keys = self.source.scan().select(
             pl.col(ROW), pl.col(self.mapping.user_column).str.strip_chars().alias(USER)
         )
+        names = self.alias_attributes
+        aliases = (
+            alias_chunks(
+                self.source,
+                self.mapping,
+                names,
+                case_sensitive=self.schema.case_sensitive,
+            )
+            if names
+            else None
+        )
         return replace(
-            self, current=current.aligned_to(keys, collect=self.source.collect)
+            self,
+            current=current.aligned_to(
+                keys,
+                collect=self.source.collect,
+                rows=self.source.count_rows(),
+                aliases=aliases,
+                duplicates_of=names,
+            ),
         )
 
     @property
@@ -121,34 +145,28 @@ class Job:
         )
 
     def alias_duplicates(self) -> dict[str, DuplicateIndex]:
-        """Rows that would give two users one alias value (one pass, hashed)."""
+        """Rows that would give two users one alias value (one pass, exact).
+
+        The pass maps only the alias attributes, and keeps their values in
+        bounded memory (see validation.SharedValues); with a snapshot, the
+        pass that found the values' current owners found these too.
+        """
         names = self.alias_attributes
         if not names:
             return {}
-        parts: dict[str, list[pl.DataFrame]] = {name: [] for name in names}
-        for batch in self.source.batches():
-            mapped = self.mapping.apply(batch)
-            for name in names:
-                parts[name].append(
-                    mapped.select(
-                        pl.col(ROW),
-                        pl.col(value_col(name)).alias(USER),
-                        pl.col(USER).str.to_lowercase().alias("__owner"),
-                    )
-                )
-        return {
-            name: find_duplicates(
-                # One user named twice with one value is a duplicate user (or a
-                # superseded row), not two users sharing a value.
-                pl.concat(frames)
-                .unique(subset=[USER, "__owner"], keep="last", maintain_order=True)
-                .drop("__owner")
-                .lazy(),
-                user_as=name,
-                case_sensitive=self.schema.case_sensitive,
-            )
-            for name, frames in parts.items()
-        }
+        if self.current is not None and self.current.alias_duplicates is not None:
+            return dict(self.current.alias_duplicates)
+        rows = self.source.count_rows()
+        shared = {name: SharedValues(rows=rows) for name in names}
+        for chunk in alias_chunks(
+            self.source,
+            self.mapping,
+            names,
+            case_sensitive=self.schema.case_sensitive,
+        ):
+            for name, found in shared.items():
+                found.add(values_of(chunk, name))
+        return {name: found.finish() for name, found in shared.items()}
 
     @property
     def report_input_columns(self) -> list[str]:

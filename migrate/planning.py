@@ -17,13 +17,16 @@ the mapping sends the flag on its own too, on purpose.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 import polars as pl
 
+from migrate.aliases import values_of
 from migrate.mapping import VERIFIED_FLAGS, Mapping
 from migrate.records import (
     DELETES,
@@ -37,7 +40,21 @@ from migrate.records import (
     WorkItem,
     value_col,
 )
-from migrate.validation import DUPLICATE_OTHERS, SUPERSEDED_BY, DuplicateIndex
+from migrate.spill import (
+    RowTable,
+    RowTableBuilder,
+    chunks,
+    partition_count,
+    partitioned,
+    reduce_pieces,
+)
+from migrate.validation import (
+    DUPLICATE_OTHERS,
+    SUPERSEDED_BY,
+    DuplicateIndex,
+    SharedValues,
+    comparable,
+)
 
 #: Normalised lookup key of a row / of a snapshot user.
 KEY = "__key"
@@ -73,50 +90,178 @@ def owner_col(attribute: str) -> str:
 
 
 def _normalised(expr: pl.Expr, kind: str, case_sensitive: bool | None) -> pl.Expr:
-    expr = expr.str.strip_chars()
-    if kind in ("email", "sub") or (kind == "username" and not case_sensitive):
-        return expr.str.to_lowercase()
-    return expr
+    return comparable(expr, kind, case_sensitive)
+
+
+def _streaming(query: pl.LazyFrame) -> pl.DataFrame:
+    return query.collect(engine="streaming")
 
 
 @dataclass(frozen=True, kw_only=True)
 class CurrentValues:
     """The users' current attributes, from a snapshot, keyed like the mapping.
 
-    ``users`` has one row per distinct key: KEY, USERNAME, MATCHES and the
-    current value of every attribute the job touches. ``aliases`` maps email /
-    phone_number to (normalised value -> the username holding it).
+    Built by ``from_snapshot`` as queries over the snapshot; ``aligned_to``
+    then joins them to every input row once (the diff's join), in bounded
+    memory: both sides are split into hash partitions on disk when large, and
+    the result is a RowTable read back batch by batch (see migrate.spill).
+    Without ``aligned_to`` (small frames, tests), ``attach`` joins each batch
+    with ``users`` and ``aliases`` held in memory.
     """
 
-    users: pl.DataFrame
-    aliases: dict[str, pl.DataFrame]
+    #: One row per snapshot user with a key: KEY, USERNAME, and the current
+    #: value (current_col) of every attribute the job touches.
+    snapshot_users: pl.LazyFrame
+    #: Per alias attribute the job sets that the snapshot has: KEY (the value,
+    #: normalised) and owner_col(name), the username holding it.
+    snapshot_aliases: dict[str, pl.LazyFrame]
     user_as: str
     case_sensitive: bool | None
     source: str
-    #: ``users`` joined to every input row once, sorted by ROW (see aligned_to).
-    by_row: pl.DataFrame | None = None
+    collect: Callable[[pl.LazyFrame], pl.DataFrame] | None = None
+    #: Per input row: USERNAME, MATCHES and the current values (aligned_to).
+    by_row: RowTable | None = None
+    #: Per alias attribute, per input row: who holds its new value (aligned_to).
+    owners: dict[str, RowTable] | None = None
+    #: Rows that give two users one alias value, found by aligned_to's pass
+    #: over the alias values (see pipeline.Job.alias_duplicates).
+    alias_duplicates: dict[str, DuplicateIndex] | None = None
+
+    @property
+    def alias_names(self) -> tuple[str, ...]:
+        """Alias attributes whose current owners are known."""
+        return tuple(self.snapshot_aliases)
+
+    def _run(self, query: pl.LazyFrame) -> pl.DataFrame:
+        return (self.collect or _streaming)(query)
+
+    @cached_property
+    def users(self) -> pl.DataFrame:
+        """One row per distinct key: KEY, USERNAME (None when ambiguous),
+        MATCHES and the current values; in memory."""
+        grouped = reduce_pieces(
+            [self._run(self.snapshot_users)], by=[KEY], **_USER_GROUPS
+        )
+        return _resolved(grouped, self.snapshot_users)
+
+    @cached_property
+    def aliases(self) -> dict[str, pl.DataFrame]:
+        """Per alias attribute: normalised value -> the username holding it."""
+        return {
+            name: self._run(query.unique(subset=[KEY], keep="first"))
+            for name, query in self.snapshot_aliases.items()
+        }
 
     def aligned_to(
         self,
         keys: pl.LazyFrame,
         collect: Callable[[pl.LazyFrame], pl.DataFrame] | None = None,
+        *,
+        rows: int | None = None,
+        aliases: Iterable[pl.DataFrame] | None = None,
+        duplicates_of: Sequence[str] = (),
     ) -> CurrentValues:
         """Join the whole input's keys (ROW, USER) to the snapshot in one pass.
 
-        Joining every batch against the whole snapshot would hash the snapshot
-        once per batch; one join, then a slice per batch, costs one hash.
+        ``aliases``: the alias pass's chunks (see migrate.aliases), for the
+        owners of the new values and, for the attributes in
+        ``duplicates_of``, the rows that would share one. ``rows``: the
+        input's row count when known.
         """
-        run = collect or (lambda query: query.collect(engine="streaming"))
-        by_row = run(
-            keys.select(
-                pl.col(ROW),
-                _normalised(pl.col(USER), self.user_as, self.case_sensitive).alias(KEY),
-            )
-            .join(self.users.lazy(), on=KEY, how="left")
-            .drop(KEY)
-            .sort(ROW)
+        run = collect or _streaming
+        if rows is None:
+            rows = int(run(keys.select(pl.len())).item())
+        users = int(self._run(self.snapshot_users.select(pl.len())).item())
+        parts = partition_count(max(rows, users))
+        by_row = RowTableBuilder(self._by_row_schema())
+        with (
+            partitioned([KEY], parts) as snapshot,
+            partitioned([KEY], parts) as wanted,
+        ):
+            for chunk in chunks(self.snapshot_users, self.collect):
+                snapshot.add(chunk)
+            for chunk in chunks(
+                keys.select(
+                    pl.col(ROW).cast(pl.Int64),
+                    _normalised(pl.col(USER), self.user_as, self.case_sensitive).alias(
+                        KEY
+                    ),
+                ).filter(pl.col(KEY).is_not_null() & (pl.col(KEY) != "")),
+                collect,
+            ):
+                wanted.add(chunk)
+            snapshot.close()
+            wanted.close()
+            for part in range(parts):
+                grouped = reduce_pieces(snapshot.pieces(part), by=[KEY], **_USER_GROUPS)
+                if grouped is None:
+                    continue
+                found = _resolved(grouped, self.snapshot_users)
+                for piece in wanted.pieces(part):
+                    by_row.add(piece.join(found, on=KEY, how="inner").drop(KEY))
+        owners, duplicates = self._align_aliases(aliases, duplicates_of, rows, parts)
+        return replace(
+            self, by_row=by_row.finish(), owners=owners, alias_duplicates=duplicates
         )
-        return replace(self, by_row=by_row)
+
+    def _by_row_schema(self) -> dict[str, pl.DataType]:
+        schema = dict(self.snapshot_users.collect_schema())
+        schema.pop(KEY)
+        return {USERNAME: schema.pop(USERNAME), MATCHES: pl.Int64(), **schema}
+
+    def _align_aliases(
+        self,
+        aliases: Iterable[pl.DataFrame] | None,
+        duplicates_of: Sequence[str],
+        rows: int,
+        parts: int,
+    ) -> tuple[dict[str, RowTable], dict[str, DuplicateIndex] | None]:
+        """Owners of each row's new alias values; rows that would share one."""
+        if aliases is None:
+            if self.snapshot_aliases:
+                raise ValueError("aligned_to needs the alias pass's chunks")
+            return {}, None
+        shared = {name: SharedValues(rows=rows) for name in duplicates_of}
+        owners: dict[str, RowTable] = {}
+        with contextlib.ExitStack() as stack:
+            held = {
+                name: stack.enter_context(partitioned([KEY], parts))
+                for name in self.snapshot_aliases
+            }
+            given = {
+                name: stack.enter_context(partitioned([KEY], parts))
+                for name in self.snapshot_aliases
+            }
+            for name, query in self.snapshot_aliases.items():
+                for chunk in chunks(query, self.collect):
+                    held[name].add(chunk)
+                held[name].close()
+            for chunk in aliases:
+                for name, found in shared.items():
+                    found.add(values_of(chunk, name))
+                for name, split in given.items():
+                    split.add(
+                        chunk.select(pl.col(ROW), pl.col(name).alias(KEY)).filter(
+                            pl.col(KEY).is_not_null()
+                        )
+                    )
+            for name in self.snapshot_aliases:
+                column = owner_col(name)
+                table = RowTableBuilder({column: pl.String()})
+                given[name].close()
+                for part in range(parts):
+                    first = reduce_pieces(
+                        held[name].pieces(part),
+                        by=[KEY],
+                        partial=[pl.col(column).first()],
+                        merge=[pl.col(column).first()],
+                    )
+                    if first is None:
+                        continue
+                    for piece in given[name].pieces(part):
+                        table.add(piece.join(first, on=KEY, how="inner").drop(KEY))
+                owners[name] = table.finish()
+        return owners, {name: found.finish() for name, found in shared.items()}
 
     @classmethod
     def from_snapshot(
@@ -129,8 +274,10 @@ class CurrentValues:
         alias_attributes: Sequence[str] = ALIAS_ATTRIBUTES,
         collect: Callable[[pl.LazyFrame], pl.DataFrame] | None = None,
     ) -> CurrentValues:
-        """Index a snapshot (see migrate.snapshot) for one mapping's job."""
-        run = collect or (lambda query: query.collect(engine="streaming"))
+        """Index a snapshot (see migrate.snapshot) for one mapping's job.
+
+        Nothing is read yet: see ``aligned_to`` and ``users``.
+        """
         present = set(snapshot.collect_schema().names())
         touched = list(dict.fromkeys([*mapping.attributes, *mapping.delete]))
         key_column = _KEY_COLUMN[mapping.user_as]
@@ -140,54 +287,42 @@ class CurrentValues:
                 return pl.col(name).alias(current_col(name))
             return pl.lit(None, dtype=pl.String).alias(current_col(name))
 
-        users = run(
-            snapshot.select(
-                _normalised(pl.col(key_column), mapping.user_as, case_sensitive).alias(
-                    KEY
-                ),
-                pl.col("username").alias(USERNAME),
-                *(value(name) for name in touched),
-            )
-            .filter(pl.col(KEY).is_not_null() & (pl.col(KEY) != ""))
-            .group_by(KEY)
-            .agg(pl.len().cast(pl.Int64).alias(MATCHES), pl.all().first())
-            # An ambiguous key resolves to no one.
-            .with_columns(
-                pl.when(pl.col(MATCHES) == 1).then(pl.col(USERNAME)).alias(USERNAME)
-            )
-        )
-        aliases: dict[str, pl.DataFrame] = {}
-        for name in alias_attributes:
-            if name in mapping.attributes and name in present:
-                aliases[name] = run(
-                    snapshot.select(
-                        _normalised(pl.col(name), name, case_sensitive).alias(KEY),
-                        pl.col("username").alias(owner_col(name)),
-                    )
-                    .filter(pl.col(KEY).is_not_null() & (pl.col(KEY) != ""))
-                    .unique(subset=[KEY], keep="first")
-                )
+        users = snapshot.select(
+            _normalised(pl.col(key_column), mapping.user_as, case_sensitive).alias(KEY),
+            pl.col("username").alias(USERNAME),
+            *(value(name) for name in touched),
+        ).filter(pl.col(KEY).is_not_null() & (pl.col(KEY) != ""))
+        aliases = {
+            name: snapshot.select(
+                _normalised(pl.col(name), name, case_sensitive).alias(KEY),
+                pl.col("username").alias(owner_col(name)),
+            ).filter(pl.col(KEY).is_not_null() & (pl.col(KEY) != ""))
+            for name in alias_attributes
+            if name in mapping.attributes and name in present
+        }
         return cls(
-            users=users,
-            aliases=aliases,
+            snapshot_users=users,
+            snapshot_aliases=aliases,
             user_as=mapping.user_as,
             case_sensitive=case_sensitive,
             source=source,
+            collect=collect,
         )
 
     def attach(self, frame: pl.DataFrame) -> pl.DataFrame:
         """Join each row with its user's current values (and alias owners)."""
-        if self.by_row is not None and frame.height:
-            rows = frame.get_column(ROW)
-            first, last = int(rows.min()), int(rows.max())  # type: ignore[arg-type]
-            start = self.by_row[ROW].search_sorted(first, side="left")
-            end = self.by_row[ROW].search_sorted(last, side="right")
-            window = self.by_row.slice(start, end - start)
-            frame = frame.join(window, on=ROW, how="left", maintain_order="left")
+        if self.by_row is not None:
+            found = self.by_row.lookup(frame.get_column(ROW))
+            frame = frame.hstack(found.drop(ROW).get_columns())
         else:
             frame = frame.with_columns(
                 _normalised(pl.col(USER), self.user_as, self.case_sensitive).alias(KEY)
             ).join(self.users, on=KEY, how="left", coalesce=True)
+        if self.owners is not None:
+            for name, table in self.owners.items():
+                found = table.lookup(frame.get_column(ROW))
+                frame = frame.with_columns(found.get_column(owner_col(name)))
+            return frame
         for name, owners in self.aliases.items():
             target = _normalised(pl.col(value_col(name)), name, self.case_sensitive)
             frame = (
@@ -201,6 +336,24 @@ class CurrentValues:
                 .drop("__alias")
             )
         return frame
+
+
+#: How snapshot users are grouped by key, piece by piece (see reduce_pieces):
+#: how many users have the key, and the first one's name and values.
+_USER_GROUPS: dict[str, list[pl.Expr]] = {
+    "partial": [pl.len().cast(pl.Int64).alias(MATCHES), pl.all().first()],
+    "merge": [pl.col(MATCHES).sum(), pl.all().exclude(MATCHES).first()],
+}
+
+
+def _resolved(grouped: pl.DataFrame | None, users: pl.LazyFrame) -> pl.DataFrame:
+    """Grouped snapshot users, an ambiguous key resolving to no one."""
+    if grouped is None:
+        schema = dict(users.collect_schema())
+        return pl.DataFrame(schema={KEY: schema.pop(KEY), MATCHES: pl.Int64, **schema})
+    return grouped.with_columns(
+        pl.when(pl.col(MATCHES) == 1).then(pl.col(USERNAME)).alias(USERNAME)
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -442,7 +595,7 @@ class Planner:
                 ),
             ),
         ]
-        for name in self.current.aliases:
+        for name in self.current.alias_names:
             taken = (
                 pl.col(owner_col(name)).is_not_null()
                 & (pl.col(owner_col(name)) != pl.col(USERNAME))

@@ -80,7 +80,7 @@ def key_hash(columns: Sequence[str]) -> pl.Expr:
 
 
 def chunks(
-    query: pl.LazyFrame, collect: Collect | None = None, rows: int = CHUNK_ROWS
+    query: pl.LazyFrame, collect: Collect | None = None, rows: int | None = None
 ) -> Iterator[pl.DataFrame]:
     """The query's result in order, about ``rows`` rows at a time.
 
@@ -88,6 +88,7 @@ def chunks(
     ``collect`` (Source.collect turns it into the SourceError that names the
     row), which runs the query once more to get it said properly.
     """
+    rows = rows or CHUNK_ROWS
     batches = getattr(query, "collect_batches", None)
     if batches is None:  # polars without collect_batches: one frame, sliced
         whole = collect(query) if collect is not None else query.collect()
