@@ -1,4 +1,4 @@
-"""The input file (CSV or Parquet), read in batches of text with row numbers kept.
+"""The input (CSV, Parquet or JSON lines), read in batches of text with row numbers.
 
 Every batch holds ``ROW`` (the 1-based data row number, Int64) followed by every
 input column as ``pl.String``, values exactly as written.
@@ -26,17 +26,36 @@ NaN or infinite float has no text, so its cell is null and a companion column
 A report of ours given as input (a failures report) is read as the input it
 was made from: its input columns under their original names, and in CSV
 without the quote the writer put before cells a spreadsheet would run.
+
+Inputs as exports come:
+
+- gzip-compressed CSV or JSON lines (``.csv.gz``, or gzip by its magic bytes
+  whatever the name) is decompressed as a stream into the same piece splitter,
+  so every check, message and row number is the plain file's and memory stays
+  flat; whole-file passes (scan()) read it through the same pieces.
+- a folder of Parquet parts (Spark, pandas, polars, dask output) is read part
+  after part in name order, numbers in names compared as numbers (part-2
+  before part-10), row numbers running across parts. Side files (_SUCCESS,
+  _metadata, _common_metadata, .crc, hidden files) are left out; anything else
+  that is not Parquet, a subfolder, or parts with other columns is refused.
+
+fingerprint() identifies the input's content for a job file: a file's SHA-256
+as given (the compressed bytes of a .gz), a folder's over its parts.
 """
 
 from __future__ import annotations
 
 import csv
+import gzip
+import hashlib
 import io
 import json
+import os
 import re
 import stat
 import zipfile
-from collections.abc import Iterator, Mapping
+import zlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal, TypeVar
@@ -59,6 +78,19 @@ _PARQUET_SUFFIXES: Final = frozenset({".parquet", ".pq"})
 # .json too: the report writer writes JSON lines under that name.
 _JSONL_SUFFIXES: Final = frozenset({".jsonl", ".ndjson", ".json"})
 _PARQUET_MAGIC: Final = b"PAR1"
+_GZIP_MAGIC: Final = b"\x1f\x8b"
+# What reading a damaged gzip stream raises (BadGzipFile is also an OSError,
+# so these are caught before OSError).
+_GZIP_ERRORS: Final = (EOFError, zlib.error, gzip.BadGzipFile)
+_GZIP_HINT: Final = "get the file again (gzip -t FILE tests a copy)"
+# Files a Parquet writer puts beside its parts: _SUCCESS, _metadata,
+# _common_metadata (a Parquet footer with no rows), checksums, hidden files.
+_SIDE_FILE_PREFIXES: Final = (".", "_")
+_SIDE_FILE_SUFFIXES: Final = (".crc",)
+# Spark's folder for a write in progress (or one that failed half-way).
+_SPARK_TEMPORARY: Final = "_temporary"
+_DIGIT_RUNS: Final = re.compile(r"([0-9]+)")
+_HASH_CHUNK: Final = 1 << 20
 _BOM: Final = b"\xef\xbb\xbf"
 _QUOTE: Final = '"'
 # Delimiters worth suggesting when the header comes out as one column.
@@ -108,7 +140,7 @@ class SourceOptions:
     #: Rows per batch yielded by Source.batches().
     batch_size: int = 50_000
     #: None: from the extension (.csv/.tsv/.txt, .parquet/.pq, .jsonl/.ndjson/
-    #: .json), else by content.
+    #: .json, each also with .gz), else by content; a folder is Parquet parts.
     format: Format | None = None
     #: Parse the whole CSV file once in open_source, so that a bad row anywhere
     #: in it is reported there rather than when batches() reaches it.
@@ -147,16 +179,31 @@ class SourceOptions:
             )
 
 
+@dataclass(frozen=True, kw_only=True)
+class _Part:
+    """One Parquet file of the input: the file itself, or one part of a folder."""
+
+    path: Path
+    #: How messages name it (the folder as given, then the part's name).
+    shown: str
+    #: The columns read from it, with their types in this part.
+    schema: dict[str, pl.DataType]
+    rows: int
+
+
 class Source:
-    """An opened input file: its columns, and its rows as batches of text.
+    """An opened input: its columns, and its rows as batches of text.
 
     Build it with open_source(), which has already checked what is cheap to
-    check. Every problem the file can cause is raised as SourceError.
+    check. Every problem the input can cause is raised as SourceError.
     """
 
+    #: The file, or the folder of Parquet parts, as given.
     path: Path
     format: Format
     columns: list[str]
+    #: True for a gzip-compressed file (decompressed as it is read).
+    compressed: bool
 
     def __init__(
         self,
@@ -166,20 +213,37 @@ class Source:
         format: Format,
         columns: list[str],
         options: SourceOptions,
-        parquet_schema: dict[str, pl.DataType] | None = None,
+        parts: Sequence[_Part] = (),
         row_count: int | None = None,
+        compressed: bool = False,
     ) -> None:
         self.path = path
         self.format = format
         self.columns = columns
+        self.compressed = compressed
         # The columns as they are in the file (columns may be a projection).
         self._file_columns = list(columns)
         self.options = options
         self._shown = shown
-        self._parquet_schema = parquet_schema
+        self._parts = list(parts)
+        # A column that is a float in any part has a cell-problem column in
+        # every batch, so that batches of all parts have one schema.
+        self._floats = frozenset(
+            name
+            for part in self._parts
+            for name, dtype in part.schema.items()
+            if dtype.is_float()
+        )
         self._row_count = row_count
         self._projection: dict[str, str] | None = None
         self._unquote = False
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the input's content, for the job fingerprint.
+
+        The same as input_fingerprint(path): see there.
+        """
+        return input_fingerprint(self.path)
 
     def project(self, names: Mapping[str, str], *, unquote: bool = False) -> None:
         """From now on, yield only these columns, renamed (file name -> name).
@@ -241,16 +305,14 @@ class Source:
 
     def _scan(self) -> pl.LazyFrame:
         if self.format == "parquet":
-            schema = self._parquet_schema or {}
-            return pl.scan_parquet(
-                self.path,
-                row_index_name=ROW,
-                row_index_offset=1,
-                glob=False,
-                hive_partitioning=False,
-            ).select(pl.col(ROW).cast(pl.Int64), *_text_columns(schema))
+            return self._scan_parquet()
         if self.format == "jsonl":
-            return self._scan_jsonl()
+            return _streamed(self._jsonl_frames, self._jsonl_schema())
+        if self.compressed:
+            # polars' own scan_csv decompresses a whole gzip file in memory
+            # in some versions; the pieces are read as a stream in all.
+            schema: dict[str, pl.DataType] = {ROW: pl.Int64()}
+            return _streamed(self._csv_frames, schema | self._csv_schema())
         return pl.scan_csv(
             self.path,
             # We parsed the header ourselves (BOM, duplicates); polars skips it,
@@ -305,7 +367,7 @@ class Source:
             width - 1 + sum(name.count(delimiter) for name in self._file_columns)
         )
         first_row = 1
-        for piece, quoted, first in _pieces(self.path, self._shown):
+        for piece, quoted, first in _pieces(self.path, self._shown, self.compressed):
             try:
                 frame = pl.read_csv(
                     piece,
@@ -358,8 +420,8 @@ class Source:
             path=self._shown,
         )
 
-    def _explain(self, exc: BaseException) -> SourceError:
-        """The SourceError for a failed scan() query."""
+    def _explain(self, exc: BaseException, shown: str | None = None) -> SourceError:
+        """The SourceError for a failed scan() query (``shown``: the part at fault)."""
         cause = _first_line(exc)
         if self.format != "parquet" and not isinstance(exc, OSError):
             try:
@@ -370,7 +432,7 @@ class Source:
             what = {"csv": "CSV", "parquet": "Parquet", "jsonl": "JSON lines"}
             return SourceError(
                 f"could not be read as {what[self.format]} ({cause})",
-                path=self._shown,
+                path=shown or self._shown,
             )
         return SourceError(
             f"could not be read as CSV ({cause}); check the quoting and the delimiter",
@@ -380,26 +442,64 @@ class Source:
     # --- Parquet --------------------------------------------------------------
 
     def _parquet_frames(self) -> Iterator[pl.DataFrame]:
-        """Read the file a slice at a time, as text, with row numbers.
+        """Read each part a slice at a time, as text, with row numbers.
 
         One slice at a time keeps memory flat: polars' own streaming decodes
         ahead of a slow reader without bound. Slices decode only the pages
         they need, even within one big row group.
         """
-        schema = self._parquet_schema or {}
-        total = self.count_rows()
-        for start in range(0, total, _PARQUET_PIECE_ROWS):
-            query = (
-                pl.scan_parquet(self.path, glob=False, hive_partitioning=False)
-                .slice(start, _PARQUET_PIECE_ROWS)
-                .select(_text_columns(schema))
+        before = 0  # rows of the parts before this one
+        for part in self._parts:
+            for start in range(0, part.rows, _PARQUET_PIECE_ROWS):
+                query = (
+                    pl.scan_parquet(part.path, glob=False, hive_partitioning=False)
+                    .slice(start, _PARQUET_PIECE_ROWS)
+                    .select(self._part_columns(part))
+                )
+                try:
+                    frame = query.collect()
+                except (pl.exceptions.PolarsError, OSError) as exc:
+                    raise self._explain(exc, part.shown) from None
+                frame.insert_column(0, _row_numbers(before + start + 1, frame.height))
+                yield frame
+            before += part.rows
+
+    def _scan_parquet(self) -> pl.LazyFrame:
+        """Every part as text, one after the other, rows numbered across them."""
+        scans: list[pl.LazyFrame] = []
+        before = 0
+        for part in self._parts:
+            scans.append(
+                pl.scan_parquet(
+                    part.path,
+                    row_index_name=ROW,
+                    row_index_offset=before + 1,
+                    glob=False,
+                    hive_partitioning=False,
+                ).select(pl.col(ROW).cast(pl.Int64), *self._part_columns(part))
             )
-            try:
-                frame = query.collect()
-            except (pl.exceptions.PolarsError, OSError) as exc:
-                raise self._explain(exc) from None
-            frame.insert_column(0, _row_numbers(start + 1, frame.height))
-            yield frame
+            before += part.rows
+        return scans[0] if len(scans) == 1 else pl.concat(scans, how="vertical")
+
+    def _part_columns(self, part: _Part) -> list[pl.Expr]:
+        """A part's columns as text, in the input's order, with the float
+        columns' cell problems (null where this part's column is no float).
+
+        Parts of one export may differ in type (pandas writes an integer
+        column with a missing value as float64) and in column order; as text
+        they line up.
+        """
+        columns: list[pl.Expr] = []
+        for name, dtype in part.schema.items():
+            columns.append(_as_text(name, dtype))
+            if name in self._floats:
+                problem = (
+                    _float_problem(pl.col(name))
+                    if dtype.is_float()
+                    else pl.lit(None, dtype=pl.String)
+                )
+                columns.append(problem.alias(cell_problem_col(name)))
+        return columns
 
     # --- JSON lines -----------------------------------------------------------
 
@@ -421,7 +521,7 @@ class Source:
         header = self._file_columns
         read = self._jsonl_read()
         first_row = 1
-        for piece, first in _line_pieces(self.path, self._shown):
+        for piece, first in _line_pieces(self.path, self._shown, self.compressed):
             if first:
                 piece = piece.removeprefix(_BOM)
             if not piece:
@@ -468,30 +568,6 @@ class Source:
             yield frame
         self._row_count = first_row - 1
 
-    def _scan_jsonl(self) -> pl.LazyFrame:
-        """The JSON lines frames as a LazyFrame, streamed (read again per query)."""
-
-        def frames(
-            with_columns: list[str] | None,
-            predicate: pl.Expr | None,
-            n_rows: int | None,
-            batch_size: int | None,
-        ) -> Iterator[pl.DataFrame]:
-            left = n_rows
-            for frame in self._jsonl_frames():
-                if with_columns is not None:
-                    frame = frame.select(with_columns)
-                if predicate is not None:
-                    frame = frame.filter(predicate)
-                if left is not None:
-                    frame = frame.head(left)
-                    left -= frame.height
-                yield frame
-                if left is not None and left <= 0:
-                    return
-
-        return register_io_source(frames, schema=self._jsonl_schema())
-
     def _locate_json(
         self, piece: bytes, first_row: int, exc: BaseException | None
     ) -> SourceError:
@@ -535,7 +611,7 @@ class Source:
 
 
 def open_source(path: str | Path, options: SourceOptions | None = None) -> Source:
-    """Open the input file, checking up front everything that is cheap to check."""
+    """Open the input file or folder, checking up front what is cheap to check."""
     options = options or SourceOptions()
     shown = str(path)
     file = Path(path)
@@ -546,9 +622,7 @@ def open_source(path: str | Path, options: SourceOptions | None = None) -> Sourc
     except OSError as exc:
         raise SourceError(f"cannot be read ({exc.strerror})", path=shown) from None
     if stat.S_ISDIR(info.st_mode):
-        raise SourceError(
-            "is a directory; give the path of a CSV or Parquet file", path=shown
-        )
+        return _open_folder(file, shown, options)
     if not stat.S_ISREG(info.st_mode):
         # Opening a named pipe with no writer would block forever, and the
         # input is read more than once (checks, then batches).
@@ -569,9 +643,32 @@ def open_source(path: str | Path, options: SourceOptions | None = None) -> Sourc
         raise SourceError(
             "the file is empty; expected a header row naming the columns", path=shown
         )
-    format = _resolve_format(file, head, options)
+    # A file named or said to be Parquet is not looked into: Parquet cannot be
+    # read compressed, and _open_parquet names what the file is instead.
+    compressed = (
+        head.startswith(_GZIP_MAGIC)
+        and options.format != "parquet"
+        and file.suffix.lower() not in _PARQUET_SUFFIXES
+    )
+    if compressed:
+        # Every check below is of the text inside, as for a plain file.
+        head = _gunzipped_head(file, shown)
+    format = _resolve_format(file, head, options, compressed=compressed)
+    if compressed and head.startswith(_PARQUET_MAGIC):
+        raise SourceError(
+            "is a gzip-compressed Parquet file; Parquet compresses its own data "
+            "and is read only as it is: decompress it (gunzip -k FILE) and give "
+            "the .parquet file",
+            path=shown,
+        )
     if format == "parquet":
         return _open_parquet(file, shown, options)
+    if compressed and not head:
+        raise SourceError(
+            "the file is empty once decompressed; expected a header row naming "
+            "the columns",
+            path=shown,
+        )
     if head.startswith(_PARQUET_MAGIC):
         raise SourceError(
             "looks like a Parquet file (it starts with PAR1), not "
@@ -579,18 +676,117 @@ def open_source(path: str | Path, options: SourceOptions | None = None) -> Sourc
             "rename it to .parquet or pass --format parquet",
             path=shown,
         )
-    problem = _not_text(file, head)
+    problem = _inner_problem(head) if compressed else _not_text(file, head)
     if problem is not None:
         raise SourceError(problem, path=shown)
     if format == "jsonl":
-        return _open_jsonl(file, shown, options)
+        return _open_jsonl(file, shown, options, compressed=compressed)
     if b"\r" in head and b"\n" not in head:
         raise SourceError(
             "has old Mac line endings (CR only, no line feeds), so it reads as "
             "one line; convert them, e.g. tr '\\r' '\\n' < FILE > FIXED.csv",
             path=shown,
         )
-    return _open_csv(file, shown, options)
+    return _open_csv(file, shown, options, compressed=compressed)
+
+
+def input_fingerprint(path: str | Path) -> str:
+    """SHA-256 identifying the content of an input, for a job's fingerprint.
+
+    A file: the SHA-256 of its bytes as given (for a .csv.gz, the compressed
+    bytes), which is what job files have always recorded, so they still match.
+    A folder: the SHA-256 of its data files' names and SHA-256s, in the order
+    they are read. Side files (_SUCCESS, .crc, hidden files) do not count:
+    a copy of the parts made without them is the same input. Raises OSError
+    when a file cannot be read.
+    """
+    target = Path(path)
+    if not target.is_dir():
+        return _file_sha256(target)
+    digest = hashlib.sha256(b"cognito-migrate folder of parts v1\n")
+    for part in _list_folder(target).files:
+        # A name cannot hold NUL, and the hex digest has a fixed length: the
+        # sequence of (name, digest) pairs is read back unambiguously.
+        name = part.name.encode("utf-8", "surrogateescape")
+        digest.update(name + b"\0" + _file_sha256(part).encode() + b"\n")
+    return digest.hexdigest()
+
+
+def _file_sha256(file: Path) -> str:
+    digest = hashlib.sha256()
+    with file.open("rb") as handle:
+        while chunk := handle.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _gunzipped_head(file: Path, shown: str) -> bytes:
+    """The first bytes of what a gzip file holds."""
+    try:
+        with gzip.open(file, "rb") as handle:
+            return handle.read(_SNIFF_BYTES)
+    except _GZIP_ERRORS as exc:
+        raise _gzip_error(exc, shown) from None
+    except OSError as exc:
+        raise SourceError(f"cannot be read ({exc.strerror})", path=shown) from None
+
+
+def _gzip_error(exc: BaseException, shown: str) -> SourceError:
+    """The SourceError for a gzip stream that cannot be decompressed."""
+    if isinstance(exc, EOFError):
+        what = "ends too early (truncated): was the download or copy cut short?"
+    else:
+        what = f"damaged ({_first_line(exc)});"
+    return SourceError(f"is gzip-compressed but {what} {_GZIP_HINT}", path=shown)
+
+
+def _inner_problem(head: bytes) -> str | None:
+    """Why what a gzip file holds is not UTF-8 text, or None."""
+    if head.startswith(_GZIP_MAGIC):
+        return (
+            "is gzip-compressed, and the file inside is gzip-compressed again; "
+            "decompress it twice (gunzip -c FILE | gunzip -c > FILE.csv)"
+        )
+    problem = _not_text(None, head)
+    if problem is None:
+        return None
+    return f"is gzip-compressed, and the file inside {problem}"
+
+
+def _open_bytes(file: Path, compressed: bool) -> gzip.GzipFile | io.BufferedReader:
+    """The bytes of the file, decompressed as they are read if it is gzip."""
+    return gzip.open(file, "rb") if compressed else file.open("rb")
+
+
+def _streamed(
+    frames: Callable[[], Iterator[pl.DataFrame]], schema: dict[str, pl.DataType]
+) -> pl.LazyFrame:
+    """Frames made by Python as a LazyFrame, made again for each query.
+
+    For what polars cannot scan itself as we read it: JSON lines, and gzip
+    CSV as a stream. SourceError raised while making frames reaches collect().
+    """
+
+    def source(
+        with_columns: list[str] | None,
+        predicate: pl.Expr | None,
+        n_rows: int | None,
+        batch_size: int | None,
+    ) -> Iterator[pl.DataFrame]:
+        left = n_rows
+        for frame in frames():
+            if with_columns is not None:
+                frame = frame.select(with_columns)
+            if predicate is not None:
+                frame = frame.filter(predicate)
+            if left is not None:
+                frame = frame.head(left)
+                left -= frame.height
+            yield frame
+            if left is not None and left <= 0:
+                return
+
+    return register_io_source(source, schema=schema)
 
 
 def _report_columns(columns: list[str]) -> dict[str, str] | None:
@@ -614,13 +810,22 @@ def _report_columns(columns: list[str]) -> dict[str, str] | None:
 # --- opening ------------------------------------------------------------------
 
 
-def _resolve_format(file: Path, head: bytes, options: SourceOptions) -> Format:
+def _resolve_format(
+    file: Path, head: bytes, options: SourceOptions, *, compressed: bool
+) -> Format:
+    """The format given, else from the extension (through a .gz), else by content.
+
+    ``head`` is the start of the text inside when ``compressed``.
+    """
     if options.format is not None:
         return options.format
     suffix = file.suffix.lower()
+    if suffix == ".gz":
+        suffix = Path(file.stem).suffix.lower()
     if suffix in _CSV_SUFFIXES:
         return "csv"
-    if suffix in _PARQUET_SUFFIXES:
+    # Compressed, a .parquet name says nothing: the content decides.
+    if suffix in _PARQUET_SUFFIXES and not compressed:
         return "parquet"
     if suffix in _JSONL_SUFFIXES:
         return "jsonl"
@@ -629,14 +834,16 @@ def _resolve_format(file: Path, head: bytes, options: SourceOptions) -> Format:
     return "jsonl" if head.removeprefix(_BOM).lstrip().startswith(b"{") else "csv"
 
 
-def _open_csv(file: Path, shown: str, options: SourceOptions) -> Source:
-    if _is_blank(file, shown):
+def _open_csv(
+    file: Path, shown: str, options: SourceOptions, *, compressed: bool = False
+) -> Source:
+    if _is_blank(file, shown, compressed):
         raise SourceError(
             "the file is empty; expected a header row naming the columns", path=shown
         )
     inspector = _Inspector(shown, options.delimiter)
     try:
-        with _text(file.open("rb"), bom=True) as text:
+        with _text(_open_bytes(file, compressed), bom=True) as text:
             records = _Records(text, options.delimiter)
             problem = inspector.header(records)
             if problem is not None:
@@ -644,6 +851,8 @@ def _open_csv(file: Path, shown: str, options: SourceOptions) -> Source:
             result = inspector.rows(
                 records, first_row=1, limit=_PREFIX_RECORDS, at_open=True
             )
+    except _GZIP_ERRORS as exc:
+        raise _gzip_error(exc, shown) from None
     except OSError as exc:
         raise SourceError(f"cannot be read ({exc.strerror})", path=shown) from None
     if result.problem is not None:
@@ -655,6 +864,7 @@ def _open_csv(file: Path, shown: str, options: SourceOptions) -> Source:
         columns=inspector.columns,
         options=options,
         row_count=result.rows if result.complete else None,
+        compressed=compressed,
     )
     report = _report_columns(source.columns)
     if report is not None:
@@ -665,6 +875,11 @@ def _open_csv(file: Path, shown: str, options: SourceOptions) -> Source:
 
 
 def _open_parquet(file: Path, shown: str, options: SourceOptions) -> Source:
+    return _parquet_source(file, shown, [_inspect_parquet(file, shown)], options)
+
+
+def _inspect_parquet(file: Path, shown: str) -> _Part:
+    """Check that a file is whole Parquet with columns; read its schema and size."""
     try:
         with file.open("rb") as handle:
             head = handle.read(_SNIFF_BYTES)
@@ -672,6 +887,12 @@ def _open_parquet(file: Path, shown: str, options: SourceOptions) -> Source:
             tail = handle.read()
     except OSError as exc:
         raise SourceError(f"cannot be read ({exc.strerror})", path=shown) from None
+    if not head:
+        # Only a part can be empty here (open_source refuses an empty file).
+        raise SourceError(
+            "is empty (0 bytes), not a Parquet file; was it cut short? export it again",
+            path=shown,
+        )
     if not head.startswith(_PARQUET_MAGIC):
         kind = _binary_kind(file, head)
         raise SourceError(
@@ -705,24 +926,44 @@ def _open_parquet(file: Path, shown: str, options: SourceOptions) -> Source:
     problem = _name_problem(list(schema), shown)
     if problem is not None:
         raise problem
-    report = _report_columns(list(schema))
-    if report is not None:
-        # Only the input columns are read: the report's own list columns
-        # (changed, deleted) have no text form.
-        schema = {name: schema[name] for name in report}
-    for name, dtype in schema.items():
-        reason = _unreadable_type(dtype)
-        if reason is not None:
-            raise SourceError(reason, path=shown, column=name)
+    return _Part(path=file, shown=shown, schema=schema, rows=rows)
+
+
+def _parquet_source(
+    path: Path, shown: str, parts: list[_Part], options: SourceOptions
+) -> Source:
+    """The Source of one Parquet file or of a folder's parts (same columns)."""
+    columns = list(parts[0].schema)
+    report = _report_columns(columns)
+    # Only a report's input columns are read: its own list columns (changed,
+    # deleted) have no text form.
+    names = list(report) if report is not None else columns
+    # Every part's columns in the first part's order, so that their frames
+    # can follow one another.
+    parts = [
+        _Part(
+            path=part.path,
+            shown=part.shown,
+            schema={name: part.schema[name] for name in names},
+            rows=part.rows,
+        )
+        for part in parts
+    ]
+    for part in parts:
+        for name, dtype in part.schema.items():
+            reason = _unreadable_type(dtype)
+            if reason is not None:
+                raise SourceError(reason, path=part.shown, column=name)
+    rows = sum(part.rows for part in parts)
     if rows == 0:
         raise SourceError("has columns but no rows; nothing to migrate", path=shown)
     source = Source(
-        path=file,
+        path=path,
         shown=shown,
         format="parquet",
-        columns=list(schema),
+        columns=names,
         options=options,
-        parquet_schema=schema,
+        parts=parts,
         row_count=rows,
     )
     if report is not None:
@@ -730,11 +971,180 @@ def _open_parquet(file: Path, shown: str, options: SourceOptions) -> Source:
     return source
 
 
-def _open_jsonl(file: Path, shown: str, options: SourceOptions) -> Source:
-    """Open JSON lines: the first line's keys are the columns, in order."""
+# --- a folder of Parquet parts --------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Listing:
+    """What a folder holds, side files apart."""
+
+    #: Files that are not side files, in reading order.
+    files: list[Path]
+    #: Subfolders that are not side files, in name order.
+    folders: list[str]
+    #: Side files and folders (_SUCCESS, _metadata, .crc, hidden), in name order.
+    side: list[str]
+
+
+def _list_folder(folder: Path) -> _Listing:
+    """The entries of a folder, sorted for reading; OSError as raised."""
+    files: list[Path] = []
+    folders: list[str] = []
+    side: list[str] = []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            name = entry.name
+            if name.startswith(_SIDE_FILE_PREFIXES) or name.lower().endswith(
+                _SIDE_FILE_SUFFIXES
+            ):
+                side.append(name)
+            elif entry.is_dir():
+                folders.append(name)
+            else:
+                files.append(Path(entry.path))
+    files.sort(key=lambda file: _reading_order(file.name))
+    return _Listing(
+        files=files, folders=sorted(folders), side=sorted(side, key=_reading_order)
+    )
+
+
+def _reading_order(name: str) -> tuple[tuple[tuple[int, str], ...], str]:
+    """Sort key of part names: by name, numbers in them compared as numbers.
+
+    Writers that do not pad numbers (pyarrow's part-{i}, dask's part.{i}) then
+    read in the order they wrote, part-2 before part-10; padded names (Spark's
+    part-00002) sort as plain text would. The name itself breaks ties.
+    """
+    pieces = _DIGIT_RUNS.split(name)
+    # split() with a group puts the digit runs at the odd positions.
+    key = tuple(
+        (int(piece), "") if index % 2 else (-1, piece)
+        for index, piece in enumerate(pieces)
+    )
+    return key, name
+
+
+def _open_folder(folder: Path, shown: str, options: SourceOptions) -> Source:
+    """Open a folder of Parquet parts as one input (see the module docstring)."""
+    if options.format not in (None, "parquet"):
+        raise SourceError(
+            "is a folder; a folder is read only as Parquet parts, not with "
+            f"--format {options.format}",
+            path=shown,
+        )
+    try:
+        listing = _list_folder(folder)
+    except OSError as exc:
+        raise SourceError(
+            f"cannot be read ({exc.strerror}); check the folder's permissions",
+            path=shown,
+        ) from None
+    if _SPARK_TEMPORARY in listing.side and (folder / _SPARK_TEMPORARY).is_dir():
+        raise SourceError(
+            f"holds {_SPARK_TEMPORARY}: the job writing it has not finished, or "
+            "failed; wait for it or write the export again",
+            path=shown,
+        )
+    if listing.folders:
+        name = listing.folders[0]
+        raise SourceError(
+            f"holds the folder {name!r}: partitioned output (one folder per "
+            "column=value) is not read, its column would be lost; write the "
+            "export without partitioning"
+            if "=" in name
+            else f"holds the folder {name!r}; a folder must hold only Parquet "
+            "parts (and _SUCCESS, _metadata or .crc files)",
+            path=shown,
+        )
+    parts: list[tuple[Path, str]] = []
+    others: list[tuple[Path, str]] = []
+    for file in listing.files:
+        part_shown = os.path.join(shown, file.name)
+        (parts if _is_parquet_part(file, part_shown) else others).append(
+            (file, part_shown)
+        )
+    if not parts:
+        if others:
+            raise SourceError(
+                "holds no Parquet part, only other files such as "
+                f"{others[0][0].name}; a folder is read only as Parquet parts: "
+                "join the parts into one file (CSV: with one header row) and "
+                "give that",
+                path=shown,
+            )
+        if listing.side:
+            raise SourceError(
+                f"holds no Parquet part, only {_and(listing.side)}; expected "
+                "Parquet files such as part-00000.parquet beside them",
+                path=shown,
+            )
+        raise SourceError(
+            "is an empty folder; give a CSV or Parquet file, or a folder of "
+            "Parquet parts",
+            path=shown,
+        )
+    if others:
+        raise SourceError(
+            "is not a Parquet file, in a folder of Parquet parts; a folder must "
+            "hold only Parquet parts (and _SUCCESS, _metadata or .crc files): "
+            "move it out of the folder",
+            path=others[0][1],
+        )
+    inspected = [_inspect_parquet(file, part_shown) for file, part_shown in parts]
+    first = inspected[0]
+    for part in inspected[1:]:
+        if set(part.schema) != set(first.schema):
+            missing = [name for name in first.schema if name not in part.schema]
+            extra = [name for name in part.schema if name not in first.schema]
+            differences = [
+                f"{what} {', '.join(map(repr, names))}"
+                for what, names in (("missing", missing), ("extra", extra))
+                if names
+            ]
+            raise SourceError(
+                f"has other columns than {first.path.name} "
+                f"({'; '.join(differences)}); every part must have the same "
+                "columns: are two exports mixed in one folder?",
+                path=part.shown,
+            )
+    return _parquet_source(folder, shown, inspected, options)
+
+
+def _is_parquet_part(file: Path, shown: str) -> bool:
+    """True for a Parquet file by its extension or, without one, its magic."""
+    try:
+        info = file.stat()
+    except OSError as exc:
+        raise SourceError(f"cannot be read ({exc.strerror})", path=shown) from None
+    if not stat.S_ISREG(info.st_mode):
+        raise SourceError(
+            f"is {_special_kind(info.st_mode)}, not a regular file; a folder "
+            "must hold only Parquet parts",
+            path=shown,
+        )
+    if file.suffix.lower() in _PARQUET_SUFFIXES:
+        return True  # if it is not Parquet, _inspect_parquet says what it is
     try:
         with file.open("rb") as handle:
+            return handle.read(len(_PARQUET_MAGIC)) == _PARQUET_MAGIC
+    except OSError as exc:
+        raise SourceError(f"cannot be read ({exc.strerror})", path=shown) from None
+
+
+def _and(names: list[str]) -> str:
+    """ "a", "a and b", "a, b and c"."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def _open_jsonl(
+    file: Path, shown: str, options: SourceOptions, *, compressed: bool = False
+) -> Source:
+    """Open JSON lines: the first line's keys are the columns, in order."""
+    try:
+        with _open_bytes(file, compressed) as handle:
             first = handle.readline(_MAX_PIECE_BYTES).removeprefix(_BOM)
+    except _GZIP_ERRORS as exc:
+        raise _gzip_error(exc, shown) from None
     except OSError as exc:
         raise SourceError(f"cannot be read ({exc.strerror})", path=shown) from None
     if not first.strip():
@@ -763,7 +1173,12 @@ def _open_jsonl(file: Path, shown: str, options: SourceOptions) -> Source:
     if named is not None:
         raise named
     source = Source(
-        path=file, shown=shown, format="jsonl", columns=columns, options=options
+        path=file,
+        shown=shown,
+        format="jsonl",
+        columns=columns,
+        options=options,
+        compressed=compressed,
     )
     report = _report_columns(columns)
     if report is not None:
@@ -889,16 +1304,19 @@ def _name_problem(names: list[str], shown: str) -> SourceError | None:
 # --- cutting a CSV file into pieces -------------------------------------------
 
 
-def _pieces(file: Path, shown: str) -> Iterator[tuple[bytes, bool, bool]]:
+def _pieces(
+    file: Path, shown: str, compressed: bool = False
+) -> Iterator[tuple[bytes, bool, bool]]:
     """(piece, holds a quote, is the first) for runs of whole CSV records.
 
     The first piece starts with the header. A piece never starts with a BOM:
-    polars would drop it from the value.
+    polars would drop it from the value. A gzip file is decompressed as it is
+    read, so only a piece or two of it is ever in memory.
     """
     first = True
     pending = b""
     try:
-        with file.open("rb") as handle:
+        with _open_bytes(file, compressed) as handle:
             while data := handle.read(_PIECE_BYTES):
                 buffer = pending + data if pending else data
                 cut, quotes = _last_record_end(buffer)
@@ -910,6 +1328,8 @@ def _pieces(file: Path, shown: str) -> Iterator[tuple[bytes, bool, bool]]:
                 yield buffer[:cut], quotes > 0, first
                 first = False
                 pending = buffer[cut:]
+    except _GZIP_ERRORS as exc:
+        raise _gzip_error(exc, shown) from None
     except OSError as exc:
         raise SourceError(f"could not be read ({exc.strerror})", path=shown) from None
     if pending:
@@ -932,7 +1352,9 @@ def _last_record_end(buffer: bytes) -> tuple[int, int]:
     return 0, total
 
 
-def _line_pieces(file: Path, shown: str) -> Iterator[tuple[bytes, bool]]:
+def _line_pieces(
+    file: Path, shown: str, compressed: bool = False
+) -> Iterator[tuple[bytes, bool]]:
     """(piece, is the first) for runs of whole lines (JSON lines files).
 
     A JSON string cannot hold a raw line break, so every "\n" ends a record.
@@ -943,7 +1365,7 @@ def _line_pieces(file: Path, shown: str) -> Iterator[tuple[bytes, bool]]:
     first = True
     pending = b""
     try:
-        with file.open("rb") as handle:
+        with _open_bytes(file, compressed) as handle:
             while data := handle.read(_PIECE_BYTES):
                 buffer = pending + data if pending else data
                 cut = buffer.rfind(b"\n") + 1
@@ -956,6 +1378,8 @@ def _line_pieces(file: Path, shown: str) -> Iterator[tuple[bytes, bool]]:
                     first = False
                 held = buffer[:cut]
                 pending = buffer[cut:]
+    except _GZIP_ERRORS as exc:
+        raise _gzip_error(exc, shown) from None
     except OSError as exc:
         raise SourceError(f"could not be read ({exc.strerror})", path=shown) from None
     last = (held or b"") + pending
@@ -1023,12 +1447,13 @@ def _special_kind(mode: int) -> str:
     return "not a regular file"
 
 
-def _not_text(file: Path, head: bytes) -> str | None:
+def _not_text(file: Path | None, head: bytes) -> str | None:
     """Why a file given as CSV or JSON lines is not UTF-8 text, or None.
 
     Named by its magic bytes or its encoding, so that the advice fits: an Excel
     workbook needs exporting, UTF-16 converting, gzip decompressing; none of
     them is helped by the generic "not UTF-8" hint a later check would give.
+    ``file`` is None when ``head`` is the start of what a gzip file holds.
     """
     kind = _binary_kind(file, head)
     if kind is not None:
@@ -1060,8 +1485,12 @@ def _not_text(file: Path, head: bytes) -> str | None:
     return None
 
 
-def _binary_kind(file: Path, head: bytes) -> str | None:
-    """What a binary file is, from its magic bytes, as advice; None if unknown."""
+def _binary_kind(file: Path | None, head: bytes) -> str | None:
+    """What a binary file is, from its magic bytes, as advice; None if unknown.
+
+    ``file`` is read again to tell a workbook from a ZIP archive; None when the
+    bytes are not a file's own (inside a gzip file).
+    """
     for magic, name, command in _COMPRESSED:
         if head.startswith(magic):
             return (
@@ -1069,6 +1498,8 @@ def _binary_kind(file: Path, head: bytes) -> str | None:
                 "the file inside"
             )
     if head.startswith(_ZIP_MAGIC):
+        if file is None:
+            return "is a ZIP archive; extract the file from it first (unzip FILE)"
         return _zip_kind(file)
     if head.startswith(_OLE2_MAGIC):
         return (
@@ -1139,7 +1570,7 @@ def _delimiters_in(frame: pl.DataFrame, delimiter: str) -> int:
 
 
 def _text(
-    handle: io.BufferedReader | io.BytesIO, *, bom: bool = False
+    handle: gzip.GzipFile | io.BufferedReader | io.BytesIO, *, bom: bool = False
 ) -> io.TextIOWrapper:
     """Text for the csv module: bad bytes kept (as surrogates), lines split at \\n."""
     return io.TextIOWrapper(
@@ -1383,15 +1814,17 @@ def _quoted(value: str) -> str:
     return _QUOTE + value.replace(_QUOTE, _QUOTE * 2) + _QUOTE
 
 
-def _is_blank(file: Path, shown: str) -> bool:
+def _is_blank(file: Path, shown: str, compressed: bool = False) -> bool:
     """True if the file holds nothing but whitespace (and maybe a BOM)."""
     try:
-        with file.open("rb") as handle:
+        with _open_bytes(file, compressed) as handle:
             chunk = handle.read(_READ_CHUNK).removeprefix(_BOM)
             while chunk:
                 if chunk.strip():
                     return False
                 chunk = handle.read(_READ_CHUNK)
+    except _GZIP_ERRORS as exc:
+        raise _gzip_error(exc, shown) from None
     except OSError as exc:
         raise SourceError(f"cannot be read ({exc.strerror})", path=shown) from None
     return True

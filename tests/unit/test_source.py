@@ -82,10 +82,12 @@ def test_missing_file(tmp_path: Path) -> None:
     assert (error.path, error.row, error.column) == (str(path), None, None)
 
 
-def test_directory(tmp_path: Path) -> None:
+def test_empty_directory(tmp_path: Path) -> None:
+    # A folder is read as Parquet parts (see test_source_inputs.py).
     error = source_error(lambda: open_source(tmp_path))
     assert str(error) == (
-        f"{tmp_path}: is a directory; give the path of a CSV or Parquet file"
+        f"{tmp_path}: is an empty folder; give a CSV or Parquet file, or a folder "
+        "of Parquet parts"
     )
 
 
@@ -980,9 +982,10 @@ TEXT_CSV = "username,tenant\nalice,acme\nbob,globex\n"
             "line; convert them, e.g. tr '\\r' '\\n' < FILE > FIXED.csv",
         ),
         (
-            b"\x1f\x8b\x08\x00" + bytes(20),
-            "is gzip-compressed; decompress it first (gunzip -k FILE) and give the "
-            "file inside",
+            # gzip is read (see test_source_inputs.py); the others are named.
+            b"BZh91AY&SY" + bytes(20),
+            "is bzip2-compressed; decompress it first (bunzip2 -k FILE) and give "
+            "the file inside",
         ),
         (
             b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(100),
@@ -1001,7 +1004,7 @@ TEXT_CSV = "username,tenant\nalice,acme\nbob,globex\n"
         "utf32-bom",
         "utf32be",
         "cr-only",
-        "gzip",
+        "bzip2",
         "xls",
         "sqlite",
     ],
