@@ -229,11 +229,20 @@ def file_sha256(path: str | Path) -> str:
 
 
 def make_fingerprint(
-    *, input_path: Path, mapping_path: Path, pool: str, options: Mapping[str, Any]
+    *,
+    input_path: Path,
+    mapping_path: Path,
+    pool: str,
+    options: Mapping[str, Any],
+    input_sha256: str | None = None,
 ) -> Fingerprint:
-    """Fingerprint of a job from its files, pool and send-relevant options."""
+    """Fingerprint of a job from its files, pool and send-relevant options.
+
+    ``input_sha256``: the input's content hash when it is not one file's bytes
+    (a folder of Parquet parts: ``Source.fingerprint()``).
+    """
     return Fingerprint(
-        input_sha256=file_sha256(input_path),
+        input_sha256=input_sha256 or file_sha256(input_path),
         mapping_sha256=file_sha256(mapping_path),
         pool=pool,
         options=json.dumps(dict(options), sort_keys=True),

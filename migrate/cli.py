@@ -134,7 +134,8 @@ input_options = _options(
         type=click.Choice(["csv", "parquet", "jsonl"]),
         default=None,
         help="Input format (default: from the extension: .csv/.tsv/.txt, "
-        ".parquet/.pq, .jsonl/.ndjson/.json).",
+        ".parquet/.pq, .jsonl/.ndjson/.json, each also as .gz; gzip is read "
+        "whatever the name; a folder is read as Parquet parts).",
     ),
 )
 

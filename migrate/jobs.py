@@ -57,7 +57,7 @@ from migrate.schema import (
     schema_from_describe,
 )
 from migrate.snapshot import DEFAULT_LIST_RATE, is_snapshot_file
-from migrate.source import SourceOptions
+from migrate.source import SourceOptions, input_fingerprint
 from migrate.status import JobStatus, job_status
 
 if TYPE_CHECKING:
@@ -182,8 +182,18 @@ class JobRequest:
         ]
 
     def default_path(self, suffix: str) -> Path:
-        """INPUT-STEM.MAPPING-STEM.<suffix>, in the current directory."""
-        return Path(f"{self.input_path.stem}.{self.mapping_path.stem}.{suffix}")
+        """INPUT-STEM.MAPPING-STEM.<suffix>, in the current directory.
+
+        The stem of ``users.csv.gz`` is ``users``; of a folder, its own name.
+        """
+        name = (
+            self.input_path.resolve().name
+            if self.input_path.is_dir()
+            else self.input_path.name
+        )
+        if name.lower().endswith(".gz"):
+            name = name[: -len(".gz")]
+        return Path(f"{Path(name).stem}.{self.mapping_path.stem}.{suffix}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -448,6 +458,7 @@ class PreparedRun:
 def _fingerprint(job: Job, pool_id: str, *, diff: bool) -> Fingerprint:
     return make_fingerprint(
         input_path=job.source.path,
+        input_sha256=job.source.fingerprint(),
         mapping_path=Path(job.mapping.path),
         pool=pool_id,
         options={
@@ -964,13 +975,15 @@ def _report_stopped(job_path: Path, report_path: Path) -> StoppedError:
 
 def _changed_inputs(spec: JobSpec, stored: dict[str, str]) -> str | None:
     """What changed of the files a job was made from, or None when nothing did."""
-    for role, path, key in (
-        ("the input file", spec.input_path, "input_sha256"),
-        ("the mapping", spec.mapping_path, "mapping_sha256"),
-    ):
-        if path is None or not Path(path).is_file():
+    digests: tuple[tuple[str, str | None, str, Callable[[str], str]], ...] = (
+        # The input may be a folder of Parquet parts: hashed as Source does.
+        ("the input file", spec.input_path, "input_sha256", input_fingerprint),
+        ("the mapping", spec.mapping_path, "mapping_sha256", file_sha256),
+    )
+    for role, path, key, digest in digests:
+        if path is None or not (Path(path).is_file() or Path(path).is_dir()):
             return f"{role} {path} is gone"
-        if file_sha256(path) != stored.get(key):
+        if digest(path) != stored.get(key):
             return f"{role} {path} changed"
     return None
 

@@ -61,7 +61,8 @@ def test_missing_input_file() -> None:
 def test_input_is_a_directory() -> None:
     Path("adir").mkdir()
     assert config_error("adir") == (
-        "Error: adir: is a directory; give the path of a CSV or Parquet file\n"
+        "Error: adir: is an empty folder; give a CSV or Parquet file, or a folder "
+        "of Parquet parts\n"
     )
 
 

@@ -217,12 +217,6 @@ def test_folder_with_format_csv() -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=IsADirectoryError,
-    reason="migrate/jobs.py hashes the input with file_sha256, which reads a "
-    "file; it must use Source.fingerprint() (see the source.py change)",
-)
 def test_real_run_of_a_spark_folder_and_its_rerun(pool: EmulatedPool) -> None:
     frame = pl.DataFrame({"username": ["u1", "u2", "u3"], "tenant": ["t1", "t2", "t3"]})
     spark_folder("users", [frame.head(2), frame.tail(1)])
