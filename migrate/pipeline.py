@@ -568,12 +568,23 @@ def sandbox_users(job: Job) -> list[dict[str, str]]:
     )
     extra = {name: "legacy" for name in job.mapping.delete}
     verified = f"{user_as}_verified"
+    # A pool that signs in with email or phone (UsernameAttributes) makes its
+    # own usernames: its users are created by that email or phone.
+    signs_in_with = job.schema.username_attributes
+    if user_as == "username" and signs_in_with:
+        raise ConfigError(
+            f"this pool signs users in with {' or '.join(signs_in_with)} "
+            "(UsernameAttributes), so its usernames are generated ids: key the "
+            f'mapping by {signs_in_with[0]} (as = "{signs_in_with[0]}") or by sub'
+        )
     users: list[dict[str, str]] = []
     for index, rec in enumerate(frame.iter_rows(named=True)):
         user = {"username": rec[USER], **extra}
         if user_as != "username":
             user = {
-                "username": f"user-{index:07d}",
+                "username": (
+                    rec[USER] if user_as in signs_in_with else f"user-{index:07d}"
+                ),
                 user_as: rec[USER],
                 verified: "true",
             }

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -478,3 +479,38 @@ def test_every_hint_after_a_stop_is_a_command_that_works(
         )
         assert result.exit_code == 0, result.output
         assert len(pool.writes) == 60
+
+
+def test_a_sandbox_rehearses_a_pool_that_signs_in_with_email(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # How the console and Amplify make most pools: email is the username.
+    monkeypatch.chdir(tmp_path)
+    schema = json.loads(SCHEMA_FILE.read_text())
+    schema["UserPool"]["UsernameAttributes"] = ["email"]
+    schema["UserPool"].pop("AliasAttributes", None)
+    (tmp_path / "pool.json").write_text(json.dumps(schema))
+    (tmp_path / "by-email.toml").write_text(
+        '[user]\ncolumn = "email"\nas = "email"\n\n'
+        '[attributes."custom:tenant_id"]\ncolumn = "tenant"\n'
+    )
+    (tmp_path / "in.csv").write_text(
+        "email,tenant\nann@example.com,acme\nbob@example.com,globex\n"
+    )
+    result = invoke(
+        "run", "in.csv", "-m", "by-email.toml", "--schema", "pool.json", "--sandbox"
+    )
+    assert result.exit_code == 0, result.output
+    assert [r["status"] for r in read_report("in.by-email.sandbox.report.csv")] == [
+        "updated",
+        "updated",
+    ]
+    (tmp_path / "by-name.toml").write_text(
+        '[user]\ncolumn = "email"\n\n[attributes."custom:tenant_id"]\n'
+        'column = "tenant"\n'
+    )
+    result = invoke(
+        "run", "in.csv", "-m", "by-name.toml", "--schema", "pool.json", "--sandbox"
+    )
+    assert result.exit_code == 2
+    assert 'key the mapping by email (as = "email")' in result.output
