@@ -18,7 +18,7 @@ from typing import Protocol, TypeVar, runtime_checkable
 
 import polars as pl
 
-from migrate.aliases import alias_chunks, values_of
+from migrate.aliases import WholeFile, whole_file
 from migrate.background import Background
 from migrate.checkpoint import Ledger, decided_rows
 from migrate.errors import ConfigError
@@ -43,13 +43,7 @@ from migrate.report import (
 )
 from migrate.schema import PoolSchema
 from migrate.source import Source, SourceOptions, open_source
-from migrate.validation import (
-    DuplicateIndex,
-    SharedValues,
-    Validator,
-    check_mapping,
-    find_duplicates,
-)
+from migrate.validation import DuplicateIndex, Validator, check_mapping
 
 #: Input columns never copied into reports: their names say they hold secrets.
 SECRET_COLUMN = re.compile(r"token|secret|password|passwd|credential", re.IGNORECASE)
@@ -96,8 +90,8 @@ class Job:
         """This job, diffed against (and keyed through) a snapshot file.
 
         The snapshot is joined to every input row once, before the run, in
-        bounded memory (see CurrentValues.aligned_to); the same pass over the
-        new alias values finds their owners and the rows that would share one.
+        bounded memory (see planning.Aligner), by the same pass over the
+        input that finds duplicate users and alias values (aliases.whole_file).
         """
         from migrate.snapshot import read_snapshot
 
@@ -109,30 +103,9 @@ class Job:
             alias_attributes=self.alias_attributes,
             collect=self.source.collect,
         )
-        keys = self.source.scan().select(
-            pl.col(ROW), pl.col(self.mapping.user_column).str.strip_chars().alias(USER)
-        )
-        names = self.alias_attributes
-        aliases = (
-            alias_chunks(
-                self.source,
-                self.mapping,
-                names,
-                case_sensitive=self.schema.case_sensitive,
-            )
-            if names
-            else None
-        )
-        return replace(
-            self,
-            current=current.aligned_to(
-                keys,
-                collect=self.source.collect,
-                rows=self.source.count_rows(),
-                aliases=aliases,
-                duplicates_of=names,
-            ),
-        )
+        aligner = current.aligner()
+        self._whole_file(also=aligner.add)
+        return replace(self, current=aligner.finish())
 
     @property
     def alias_attributes(self) -> tuple[str, ...]:
@@ -145,28 +118,25 @@ class Job:
         )
 
     def alias_duplicates(self) -> dict[str, DuplicateIndex]:
-        """Rows that would give two users one alias value (one pass, exact).
+        """Rows that would give two users one alias value (exact, bounded memory).
 
-        The pass maps only the alias attributes, and keeps their values in
-        bounded memory (see validation.SharedValues); with a snapshot, the
-        pass that found the values' current owners found these too.
+        Found by the one pass over the input that also finds duplicate users
+        (aliases.whole_file), mapping only the alias attributes.
         """
-        names = self.alias_attributes
-        if not names:
+        if not self.alias_attributes:
             return {}
-        if self.current is not None and self.current.alias_duplicates is not None:
-            return dict(self.current.alias_duplicates)
-        rows = self.source.count_rows()
-        shared = {name: SharedValues(rows=rows) for name in names}
-        for chunk in alias_chunks(
+        return dict(self._whole_file().aliases)
+
+    def _whole_file(
+        self, also: Callable[[pl.DataFrame], None] | None = None
+    ) -> WholeFile:
+        return whole_file(
             self.source,
             self.mapping,
-            names,
+            self.alias_attributes,
             case_sensitive=self.schema.case_sensitive,
-        ):
-            for name, found in shared.items():
-                found.add(values_of(chunk, name))
-        return {name: found.finish() for name, found in shared.items()}
+            also=also,
+        )
 
     @property
     def report_input_columns(self) -> list[str]:
@@ -362,20 +332,12 @@ def _in_parallel(work: Callable[[T], R], inputs: Iterable[T]) -> Iterator[R]:
 
 
 def _validator(job: Job) -> Validator:
-    """A validator primed with the whole file's duplicate users (one cheap pass)."""
-    keys = job.source.scan().select(
-        pl.col(ROW),
-        pl.col(job.mapping.user_column).str.strip_chars().alias(USER),
-    )
-    duplicates = find_duplicates(
-        keys,
-        user_as=job.mapping.user_as,
-        case_sensitive=job.schema.case_sensitive,
-        collect=job.source.collect,
-        rows=job.source.count_rows(),
-    )
+    """A validator primed with the whole file's duplicate users (one pass)."""
     return Validator(
-        job.mapping, job.schema, duplicates=duplicates, source_name=str(job.source.path)
+        job.mapping,
+        job.schema,
+        duplicates=job._whole_file().users,
+        source_name=str(job.source.path),
     )
 
 

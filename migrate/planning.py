@@ -17,7 +17,6 @@ the mapping sends the flag on its own too, on purpose.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -26,7 +25,6 @@ from functools import cached_property
 
 import polars as pl
 
-from migrate.aliases import values_of
 from migrate.mapping import VERIFIED_FLAGS, Mapping
 from migrate.records import (
     DELETES,
@@ -41,18 +39,16 @@ from migrate.records import (
     value_col,
 )
 from migrate.spill import (
+    Partitioned,
     RowTable,
     RowTableBuilder,
     chunks,
-    partition_count,
-    partitioned,
     reduce_pieces,
 )
 from migrate.validation import (
     DUPLICATE_OTHERS,
     SUPERSEDED_BY,
     DuplicateIndex,
-    SharedValues,
     comparable,
 )
 
@@ -123,9 +119,6 @@ class CurrentValues:
     by_row: RowTable | None = None
     #: Per alias attribute, per input row: who holds its new value (aligned_to).
     owners: dict[str, RowTable] | None = None
-    #: Rows that give two users one alias value, found by aligned_to's pass
-    #: over the alias values (see pipeline.Job.alias_duplicates).
-    alias_duplicates: dict[str, DuplicateIndex] | None = None
 
     @property
     def alias_names(self) -> tuple[str, ...]:
@@ -152,116 +145,26 @@ class CurrentValues:
             for name, query in self.snapshot_aliases.items()
         }
 
+    def aligner(self) -> Aligner:
+        """The join of these values with the input, fed a chunk at a time."""
+        return Aligner(self)
+
     def aligned_to(
         self,
-        keys: pl.LazyFrame,
+        keys: pl.LazyFrame | Iterable[pl.DataFrame],
         collect: Callable[[pl.LazyFrame], pl.DataFrame] | None = None,
-        *,
-        rows: int | None = None,
-        aliases: Iterable[pl.DataFrame] | None = None,
-        duplicates_of: Sequence[str] = (),
     ) -> CurrentValues:
-        """Join the whole input's keys (ROW, USER) to the snapshot in one pass.
+        """Join the whole input (ROW, USER; see Aligner.add) to the snapshot once."""
+        aligner = self.aligner()
+        for chunk in chunks(keys, collect) if isinstance(keys, pl.LazyFrame) else keys:
+            aligner.add(chunk)
+        return aligner.finish()
 
-        ``aliases``: the alias pass's chunks (see migrate.aliases), for the
-        owners of the new values and, for the attributes in
-        ``duplicates_of``, the rows that would share one. ``rows``: the
-        input's row count when known.
-        """
-        run = collect or _streaming
-        if rows is None:
-            rows = int(run(keys.select(pl.len())).item())
-        users = int(self._run(self.snapshot_users.select(pl.len())).item())
-        parts = partition_count(max(rows, users))
-        by_row = RowTableBuilder(self._by_row_schema())
-        with (
-            partitioned([KEY], parts) as snapshot,
-            partitioned([KEY], parts) as wanted,
-        ):
-            for chunk in chunks(self.snapshot_users, self.collect):
-                snapshot.add(chunk)
-            for chunk in chunks(
-                keys.select(
-                    pl.col(ROW).cast(pl.Int64),
-                    _normalised(pl.col(USER), self.user_as, self.case_sensitive).alias(
-                        KEY
-                    ),
-                ).filter(pl.col(KEY).is_not_null() & (pl.col(KEY) != "")),
-                collect,
-            ):
-                wanted.add(chunk)
-            snapshot.close()
-            wanted.close()
-            for part in range(parts):
-                grouped = reduce_pieces(snapshot.pieces(part), by=[KEY], **_USER_GROUPS)
-                if grouped is None:
-                    continue
-                found = _resolved(grouped, self.snapshot_users)
-                for piece in wanted.pieces(part):
-                    by_row.add(piece.join(found, on=KEY, how="inner").drop(KEY))
-        owners, duplicates = self._align_aliases(aliases, duplicates_of, rows, parts)
-        return replace(
-            self, by_row=by_row.finish(), owners=owners, alias_duplicates=duplicates
-        )
-
-    def _by_row_schema(self) -> dict[str, pl.DataType]:
+    def by_row_schema(self) -> dict[str, pl.DataType]:
+        """The columns ``attach`` adds from the snapshot: username, matches, values."""
         schema = dict(self.snapshot_users.collect_schema())
         schema.pop(KEY)
         return {USERNAME: schema.pop(USERNAME), MATCHES: pl.Int64(), **schema}
-
-    def _align_aliases(
-        self,
-        aliases: Iterable[pl.DataFrame] | None,
-        duplicates_of: Sequence[str],
-        rows: int,
-        parts: int,
-    ) -> tuple[dict[str, RowTable], dict[str, DuplicateIndex] | None]:
-        """Owners of each row's new alias values; rows that would share one."""
-        if aliases is None:
-            if self.snapshot_aliases:
-                raise ValueError("aligned_to needs the alias pass's chunks")
-            return {}, None
-        shared = {name: SharedValues(rows=rows) for name in duplicates_of}
-        owners: dict[str, RowTable] = {}
-        with contextlib.ExitStack() as stack:
-            held = {
-                name: stack.enter_context(partitioned([KEY], parts))
-                for name in self.snapshot_aliases
-            }
-            given = {
-                name: stack.enter_context(partitioned([KEY], parts))
-                for name in self.snapshot_aliases
-            }
-            for name, query in self.snapshot_aliases.items():
-                for chunk in chunks(query, self.collect):
-                    held[name].add(chunk)
-                held[name].close()
-            for chunk in aliases:
-                for name, found in shared.items():
-                    found.add(values_of(chunk, name))
-                for name, split in given.items():
-                    split.add(
-                        chunk.select(pl.col(ROW), pl.col(name).alias(KEY)).filter(
-                            pl.col(KEY).is_not_null()
-                        )
-                    )
-            for name in self.snapshot_aliases:
-                column = owner_col(name)
-                table = RowTableBuilder({column: pl.String()})
-                given[name].close()
-                for part in range(parts):
-                    first = reduce_pieces(
-                        held[name].pieces(part),
-                        by=[KEY],
-                        partial=[pl.col(column).first()],
-                        merge=[pl.col(column).first()],
-                    )
-                    if first is None:
-                        continue
-                    for piece in given[name].pieces(part):
-                        table.add(piece.join(first, on=KEY, how="inner").drop(KEY))
-                owners[name] = table.finish()
-        return owners, {name: found.finish() for name, found in shared.items()}
 
     @classmethod
     def from_snapshot(
@@ -336,6 +239,89 @@ class CurrentValues:
                 .drop("__alias")
             )
         return frame
+
+
+class Aligner:
+    """The diff's join of the whole input with a snapshot, in bounded memory.
+
+    ``add`` the input a chunk at a time: ROW, USER (the key as given) and,
+    for each alias attribute whose owners are wanted (CurrentValues.
+    alias_names), a column of that name with the row's new value as Cognito
+    compares it (see migrate.aliases). ``finish`` adds the snapshot's side
+    and joins partition by partition: the result is kept by row, in memory
+    when small, else on disk (RowTable).
+    """
+
+    def __init__(self, current: CurrentValues) -> None:
+        self._current = current
+        # Side 0: the snapshot's users (or owners); side 1: the input's rows.
+        self._users = Partitioned([KEY], sides=2)
+        self._owners = {
+            name: Partitioned([KEY], sides=2) for name in current.snapshot_aliases
+        }
+        self._key = _normalised(pl.col(USER), current.user_as, current.case_sensitive)
+
+    def add(self, chunk: pl.DataFrame) -> None:
+        """Add input rows (ROW, USER and the alias value columns)."""
+        self._users.add(
+            chunk.select(pl.col(ROW).cast(pl.Int64), self._key.alias(KEY)).filter(
+                pl.col(KEY).is_not_null() & (pl.col(KEY) != "")
+            ),
+            side=1,
+        )
+        for name, split in self._owners.items():
+            split.add(
+                chunk.select(pl.col(ROW), pl.col(name).alias(KEY)).filter(
+                    pl.col(KEY).is_not_null() & (pl.col(KEY) != "")
+                ),
+                side=1,
+            )
+
+    def finish(self) -> CurrentValues:
+        """The current values, aligned to every input row added."""
+        current = self._current
+        try:
+            by_row = RowTableBuilder(current.by_row_schema())
+            for chunk in chunks(current.snapshot_users, current.collect):
+                self._users.add(chunk, side=0)
+            for partition in self._users.partitions():
+                grouped = reduce_pieces(
+                    partition.pieces(0),
+                    by=[KEY],
+                    partial=_USER_GROUPS["partial"],
+                    merge=_USER_GROUPS["merge"],
+                )
+                if grouped is None:
+                    continue
+                found = _resolved(grouped, current.snapshot_users)
+                for piece in partition.pieces(1):
+                    by_row.add(piece.join(found, on=KEY, how="inner").drop(KEY))
+            self._users.remove()
+            owners: dict[str, RowTable] = {}
+            for name, split in self._owners.items():
+                column = owner_col(name)
+                table = RowTableBuilder({column: pl.String()})
+                for chunk in chunks(current.snapshot_aliases[name], current.collect):
+                    split.add(chunk, side=0)
+                for partition in split.partitions():
+                    # The first user holding a value, as a join in memory.
+                    first = reduce_pieces(
+                        partition.pieces(0),
+                        by=[KEY],
+                        partial=[pl.col(column).first()],
+                        merge=[pl.col(column).first()],
+                    )
+                    if first is None:
+                        continue
+                    for piece in partition.pieces(1):
+                        table.add(piece.join(first, on=KEY, how="inner").drop(KEY))
+                split.remove()
+                owners[name] = table.finish()
+            return replace(current, by_row=by_row.finish(), owners=owners)
+        finally:
+            self._users.remove()
+            for split in self._owners.values():
+                split.remove()
 
 
 #: How snapshot users are grouped by key, piece by piece (see reduce_pieces):

@@ -6,9 +6,9 @@ ends in a value per input row. Held in memory, both sides grow with the file;
 here they do not:
 
 * ``chunks`` reads a query's result a bounded number of rows at a time.
-* ``Partitioned`` splits rows by a hash of a key into ``partition_count(rows)``
-  partitions, each written to disk in pieces as the rows come (nothing is
-  written when one partition is enough). Equal keys always share a partition,
+* ``Partitioned`` splits rows by a hash of a key into partitions, each written
+  to disk in pieces as the rows come (nothing is written when one partition
+  of PARTITION_ROWS is enough). Equal keys always share a partition,
   so a partition can be worked on alone; the hash only chooses the partition,
   and every comparison within it is on the values themselves, so a collision
   costs a little work, never a wrong answer.
@@ -50,6 +50,11 @@ Collect = Callable[[pl.LazyFrame], pl.DataFrame]
 PARTITION_ROWS: Final = 1_000_000
 #: Rows buffered before they are written out as pieces (partitions, buckets).
 FLUSH_ROWS: Final = 500_000
+#: Partitions rows are split into once they do not fit one: 16 keep up to 32
+#: million rows within twice PARTITION_ROWS each without splitting again.
+SPILL_PARTS: Final = 16
+#: How many times a partition larger than planned is split again.
+_MAX_SPLITS: Final = 3
 #: Rows read from a query at a time.
 CHUNK_ROWS: Final = 200_000
 #: Input rows per file of a RowTable on disk; a lookup reads one or two.
@@ -63,20 +68,15 @@ _PART: Final = "__part"
 _BUCKET: Final = "__bucket"
 
 
-def partition_count(rows: int) -> int:
-    """Partitions for ``rows`` rows: one (in memory) up to PARTITION_ROWS."""
-    return max(1, math.ceil(rows / PARTITION_ROWS))
-
-
-def key_hash(columns: Sequence[str]) -> pl.Expr:
+def key_hash(columns: Sequence[str], seed: int = 0) -> pl.Expr:
     """The hash that sends a key (one or several columns) to its partition.
 
     Only a choice of partition: tests replace it with a constant to prove
     that nothing depends on hashes being distinct.
     """
     if len(columns) == 1:
-        return pl.col(columns[0]).hash(seed=0)
-    return pl.struct(list(columns)).hash(seed=0)
+        return pl.col(columns[0]).hash(seed=seed)
+    return pl.struct(list(columns)).hash(seed=seed)
 
 
 def chunks(
@@ -141,65 +141,144 @@ def _read(path: Path) -> pl.DataFrame:
     return pl.read_ipc(path)
 
 
-class Partitioned:
-    """Rows split into ``parts`` partitions by a hash of the ``by`` columns.
+class Partition:
+    """One partition of a Partitioned: its rows, a piece at a time, per side."""
 
-    ``add`` frames of one schema; ``close``; then read each partition's
-    ``pieces`` (as often as needed, in the order they were added) and
-    ``remove`` the files. With one partition nothing touches the disk.
+    def __init__(
+        self, frames: list[list[pl.DataFrame]], files: list[list[Path]], rows: int
+    ) -> None:
+        self._frames = frames
+        self._files = files
+        #: Rows in the partition (every side).
+        self.rows = rows
+
+    def pieces(self, side: int = 0) -> Iterator[pl.DataFrame]:
+        """One side's rows, a piece at a time, in the order they were added."""
+        yield from self._frames[side]
+        for path in self._files[side]:
+            yield _read(path)
+
+
+class Partitioned:
+    """Rows split into partitions by a hash of the ``by`` columns.
+
+    ``add`` frames of one schema per side (a join has two: each partition
+    holds both sides' rows of its keys), then read ``partitions()`` (each as
+    often as needed) and ``remove`` the files. Up to PARTITION_ROWS rows stay
+    in memory as one partition. Past that, rows go to SPILL_PARTS partitions
+    on disk, FLUSH_ROWS at a time: the number of rows is not known ahead (a
+    CSV file is only counted by reading it), so a partition that turns out
+    larger than twice PARTITION_ROWS is split again, by another hash, when
+    it is read.
     """
 
-    def __init__(self, by: Sequence[str], parts: int) -> None:
+    def __init__(self, by: Sequence[str], *, sides: int = 1, seed: int = 0) -> None:
         self.by = list(by)
-        self.parts = parts
+        self._sides = sides
+        self._seed = seed
         self._spill = Spill()
-        self._buffer: list[pl.DataFrame] = []
+        self._buffer: list[list[pl.DataFrame]] = [[] for _ in range(sides)]
         self._buffered = 0
-        self._files: list[list[Path]] = [[] for _ in range(parts)]
-        self._flush_rows = FLUSH_ROWS
+        self._parts = 0
+        #: Per side, per partition: the files of its pieces.
+        self._files: list[list[list[Path]]] = []
+        self._sizes: list[int] = []
+        #: Partitions split again (see _split_again), by number.
+        self._children: dict[int, Partitioned] = {}
         #: Rows added.
         self.rows = 0
 
-    def add(self, frame: pl.DataFrame) -> None:
-        """Add rows; written out as pieces once FLUSH_ROWS are buffered."""
+    @property
+    def spilled(self) -> bool:
+        """Whether the rows went to disk."""
+        return self._parts > 0
+
+    def add(self, frame: pl.DataFrame, side: int = 0) -> None:
+        """Add rows; written out in pieces once they no longer fit one partition."""
         if frame.is_empty():
             return
-        self._buffer.append(frame)
+        self._buffer[side].append(frame)
         self._buffered += frame.height
         self.rows += frame.height
-        if self.parts > 1 and self._buffered >= self._flush_rows:
+        if self._buffered > (FLUSH_ROWS if self._parts else PARTITION_ROWS):
             self._flush()
 
-    def close(self) -> None:
-        """Write out what is buffered (nothing with one partition)."""
-        if self.parts > 1:
-            self._flush()
+    def _start(self, parts: int) -> None:
+        self._parts = parts
+        self._files = [[[] for _ in range(parts)] for _ in range(self._sides)]
+        self._sizes = [0] * parts
 
     def _flush(self) -> None:
-        if not self._buffer:
+        if not self._buffered:
             return
-        frame = pl.concat(self._buffer, how="vertical", rechunk=False)
-        self._buffer, self._buffered = [], 0
-        split = frame.with_columns(
-            (key_hash(self.by) % self.parts).cast(pl.Int64).alias(_PART)
-        ).partition_by(_PART, as_dict=True, include_key=False, maintain_order=True)
-        for (part,), piece in split.items():
-            path = self._spill.file(f"p{part}")
-            _write(piece, path)
-            self._files[int(part)].append(path)
+        if not self._parts:
+            self._start(SPILL_PARTS)
+        for side, frames in enumerate(self._buffer):
+            if not frames:
+                continue
+            frame = pl.concat(frames, how="vertical", rechunk=False)
+            split = frame.with_columns(
+                (key_hash(self.by, self._seed) % self._parts)
+                .cast(pl.Int64)
+                .alias(_PART)
+            ).partition_by(_PART, as_dict=True, include_key=False, maintain_order=True)
+            for (part,), piece in split.items():
+                index = int(part)
+                path = self._spill.file(f"s{side}p{index}")
+                _write(piece, path)
+                self._files[side][index].append(path)
+                self._sizes[index] += piece.height
+        self._buffer = [[] for _ in range(self._sides)]
+        self._buffered = 0
 
-    def pieces(self, part: int) -> Iterator[pl.DataFrame]:
-        """The rows of partition ``part``, a piece at a time, in order added."""
-        if self.parts == 1:
-            yield from self._buffer
+    def partitions(self) -> Iterator[Partition]:
+        """Each partition in turn; equal keys are always in the same one."""
+        if not self._parts:
+            yield Partition(self._buffer, [[] for _ in self._buffer], self._buffered)
             return
-        for path in self._files[part]:
-            yield _read(path)
+        self._flush()
+        for part, size in enumerate(self._sizes):
+            child = self._children.get(part)
+            if child is None and size > 2 * PARTITION_ROWS and self._seed < _MAX_SPLITS:
+                child = self._split_again(part)
+            if child is not None:
+                yield from child.partitions()
+            elif size:
+                yield Partition(
+                    [[] for _ in self._files],
+                    [side[part] for side in self._files],
+                    size,
+                )
+
+    def _split_again(self, part: int) -> Partitioned:
+        """Partition ``part``, larger than planned, split by another hash.
+
+        (One key on most rows stays one partition; grouping it is still
+        bounded, see reduce_pieces.)
+        """
+        child = Partitioned(self.by, sides=self._sides, seed=self._seed + 1)
+        child._start(max(2, math.ceil(self._sizes[part] / PARTITION_ROWS)))
+        for side, files in enumerate(self._files):
+            for path in files[part]:
+                piece = _read(path)
+                child._buffer[side].append(piece)
+                child._buffered += piece.height
+                if child._buffered > FLUSH_ROWS:
+                    child._flush()
+                path.unlink()
+            files[part] = []
+        child._flush()
+        self._children[part] = child
+        return child
 
     def remove(self) -> None:
         """Drop every piece (on disk and in memory)."""
-        self._buffer = []
-        self._files = [[] for _ in range(self.parts)]
+        self._buffer = [[] for _ in range(self._sides)]
+        self._buffered = 0
+        self._files = []
+        for child in self._children.values():
+            child.remove()
+        self._children = {}
         self._spill.remove()
 
 
@@ -426,9 +505,9 @@ class RowTableBuilder:
 
 
 @contextlib.contextmanager
-def partitioned(by: Sequence[str], parts: int) -> Iterator[Partitioned]:
+def partitioned(by: Sequence[str], *, sides: int = 1) -> Iterator[Partitioned]:
     """A Partitioned whose files are removed when the block ends."""
-    split = Partitioned(by, parts)
+    split = Partitioned(by, sides=sides)
     try:
         yield split
     finally:

@@ -58,11 +58,11 @@ from migrate.records import (
 )
 from migrate.schema import AttributeSchema, PoolSchema
 from migrate.spill import (
+    Partition,
     Partitioned,
     RowTable,
     RowTableBuilder,
     chunks,
-    partition_count,
     partitioned,
     reduce_pieces,
 )
@@ -400,35 +400,52 @@ def normalised_key(user_as: str, case_sensitive: bool | None) -> pl.Expr:
 
 
 def find_duplicates(
-    keys: pl.LazyFrame,
+    keys: pl.LazyFrame | Iterable[pl.DataFrame],
     *,
     user_as: str,
     case_sensitive: bool | None,
     collect: Callable[[pl.LazyFrame], pl.DataFrame] | None = None,
-    rows: int | None = None,
 ) -> DuplicateIndex:
     """Find rows that name the same user, over the whole file (ROW and USER).
+
+    ``keys``: a query, or the file's batches. ``collect`` says what went wrong
+    reading a query (Source.collect turns read errors into SourceError). See
+    DuplicateKeys.
+    """
+    found = DuplicateKeys(user_as=user_as, case_sensitive=case_sensitive)
+    for frame in chunks(keys, collect) if isinstance(keys, pl.LazyFrame) else keys:
+        found.add(frame)
+    return found.finish()
+
+
+class DuplicateKeys:
+    """Rows that name the same user, over the whole file, a chunk at a time.
 
     Keys are compared as Cognito compares them (``normalised_key``), exactly:
     rows are split into hash partitions on disk when the file is large (see
     migrate.spill), and within a partition grouped by the keys themselves, so
     memory does not grow with the file and no two keys are ever confused.
-    Blank keys are not duplicates; they are ``missing_user``. ``collect`` says
-    what went wrong reading the file (Source.collect turns read errors into
-    SourceError). ``rows``: the number of rows, when known (else counted).
+    Blank keys are not duplicates; they are ``missing_user``.
     """
-    if rows is None:
-        run = collect or (lambda query: query.collect(engine="streaming"))
-        rows = int(run(keys.select(pl.len())).item())
-    query = keys.select(
-        pl.col(ROW).cast(pl.Int64),
-        normalised_key(user_as, case_sensitive).alias(_KEY),
-    ).filter(pl.col(_KEY).is_not_null() & (pl.col(_KEY) != ""))
-    with partitioned([_KEY], partition_count(rows)) as split:
-        for chunk in chunks(query, collect):
-            split.add(chunk)
-        split.close()
-        return _duplicate_rows(split)
+
+    def __init__(self, *, user_as: str, case_sensitive: bool | None) -> None:
+        self._key = normalised_key(user_as, case_sensitive).alias(_KEY)
+        self._split = Partitioned([_KEY])
+
+    def add(self, keys: pl.DataFrame) -> None:
+        """Add rows (ROW and USER, the key as given)."""
+        self._split.add(
+            keys.select(pl.col(ROW).cast(pl.Int64), self._key).filter(
+                pl.col(_KEY).is_not_null() & (pl.col(_KEY) != "")
+            )
+        )
+
+    def finish(self) -> DuplicateIndex:
+        """The rows whose user another row names too."""
+        try:
+            return _duplicate_rows(self._split)
+        finally:
+            self._split.remove()
 
 
 class SharedValues:
@@ -443,9 +460,8 @@ class SharedValues:
     shared by a million users still spreads; then the pairs' rows, by value.
     """
 
-    def __init__(self, *, rows: int) -> None:
-        self._parts = partition_count(rows)
-        self._pairs = Partitioned([_KEY, _OWNER], self._parts)
+    def __init__(self) -> None:
+        self._pairs = Partitioned([_KEY, _OWNER])
 
     def add(self, values: pl.DataFrame) -> None:
         """Add rows (ROW, DUPLICATE_KEY, DUPLICATE_OWNER)."""
@@ -453,37 +469,32 @@ class SharedValues:
 
     def finish(self) -> DuplicateIndex:
         """The rows whose value another user is given too."""
-        pairs = self._pairs
         try:
-            pairs.close()
-            with partitioned([_KEY], self._parts) as split:
-                for part in range(self._parts):
-                    for kept in _last_of_pairs(pairs, part):
+            with partitioned([_KEY]) as split:
+                for partition in self._pairs.partitions():
+                    for kept in _last_of_pairs(partition):
                         split.add(kept)
-                pairs.remove()
-                split.close()
+                self._pairs.remove()
                 return _duplicate_rows(split)
         finally:
-            pairs.remove()
+            self._pairs.remove()
 
 
-def _last_of_pairs(pairs: Partitioned, part: int) -> Iterator[pl.DataFrame]:
+def _last_of_pairs(pairs: Partition) -> Iterator[pl.DataFrame]:
     """(ROW, _KEY) of the last row of each (value, user) pair of a partition.
 
     A pair whose hash no other row has is on one row only, which is its last;
     the others (few, unless values repeat) are grouped by their values.
     """
-    repeated = _repeated_hashes(pairs, part, [_KEY, _OWNER])
-    for piece in pairs.pieces(part):
-        yield piece.filter(~_hash_in([_KEY, _OWNER], repeated)).select(ROW, _KEY)
+    by = [_KEY, _OWNER]
+    repeated = _repeated_hashes(pairs, by)
+    for piece in pairs.pieces():
+        yield piece.filter(~_hash_in(by, repeated)).select(ROW, _KEY)
     if repeated.is_empty():
         return
     last = reduce_pieces(
-        (
-            piece.filter(_hash_in([_KEY, _OWNER], repeated))
-            for piece in pairs.pieces(part)
-        ),
-        by=[_KEY, _OWNER],
+        _candidates(pairs, by, repeated),
+        by=by,
         partial=[pl.col(ROW).max()],
         merge=[pl.col(ROW).max()],
     )
@@ -491,9 +502,9 @@ def _last_of_pairs(pairs: Partitioned, part: int) -> Iterator[pl.DataFrame]:
         yield last.select(ROW, _KEY)
 
 
-def find_shared_values(values: Iterable[pl.DataFrame], *, rows: int) -> DuplicateIndex:
+def find_shared_values(values: Iterable[pl.DataFrame]) -> DuplicateIndex:
     """SharedValues over ``values`` (frames of ROW, DUPLICATE_KEY, DUPLICATE_OWNER)."""
-    shared = SharedValues(rows=rows)
+    shared = SharedValues()
     for frame in values:
         shared.add(frame)
     return shared.finish()
@@ -513,7 +524,7 @@ DUPLICATE_KEY = _KEY
 DUPLICATE_OWNER = _OWNER
 
 
-def _repeated_hashes(split: Partitioned, part: int, by: list[str]) -> pl.Series:
+def _repeated_hashes(partition: Partition, by: list[str]) -> pl.Series:
     """Hashes of ``by`` that more than one row of a partition has.
 
     Counting 64-bit hashes is cheap and needs no strings; a repeated hash is
@@ -522,7 +533,7 @@ def _repeated_hashes(split: Partitioned, part: int, by: list[str]) -> pl.Series:
     counts = reduce_pieces(
         (
             piece.select(spill.key_hash(by).alias(_HASHED))
-            for piece in split.pieces(part)
+            for piece in partition.pieces()
         ),
         by=[_HASHED],
         partial=[pl.len().cast(pl.Int64).alias(_COUNT)],
@@ -539,11 +550,11 @@ def _hash_in(by: list[str], hashes: pl.Series) -> pl.Expr:
 
 
 def _candidates(
-    split: Partitioned, part: int, repeated: pl.Series
+    partition: Partition, by: list[str], repeated: pl.Series
 ) -> Iterator[pl.DataFrame]:
     """The rows of a partition whose key's hash is among ``repeated``."""
-    for piece in split.pieces(part):
-        yield piece.filter(_hash_in([_KEY], repeated))
+    for piece in partition.pieces():
+        yield piece.filter(_hash_in(by, repeated))
 
 
 def _duplicate_rows(split: Partitioned) -> DuplicateIndex:
@@ -555,12 +566,12 @@ def _duplicate_rows(split: Partitioned) -> DuplicateIndex:
     """
     table = RowTableBuilder(_DUPLICATE_SCHEMA)
     groups = 0
-    for part in range(split.parts):
-        repeated = _repeated_hashes(split, part, [_KEY])
+    for partition in split.partitions():
+        repeated = _repeated_hashes(partition, [_KEY])
         if repeated.is_empty():
             continue
         counted = reduce_pieces(
-            _candidates(split, part, repeated),
+            _candidates(partition, [_KEY], repeated),
             by=[_KEY],
             partial=[
                 pl.len().cast(pl.Int64).alias(_COUNT),
@@ -579,7 +590,7 @@ def _duplicate_rows(split: Partitioned) -> DuplicateIndex:
         if found.is_empty():
             continue
         groups += found.height
-        for piece in _candidates(split, part, repeated):
+        for piece in _candidates(partition, [_KEY], repeated):
             table.add(
                 piece.join(found, on=_KEY, how="inner").select(
                     pl.col(ROW), _others().alias(_OTHERS), pl.col(_LAST)

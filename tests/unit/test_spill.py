@@ -15,7 +15,6 @@ from migrate.spill import (
     RowTable,
     RowTableBuilder,
     chunks,
-    partition_count,
     reduce_pieces,
 )
 
@@ -29,45 +28,77 @@ def tiny(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(spill, "BUCKET_ROWS", 4)
 
 
-def test_partition_count_grows_with_rows_past_one_partition() -> None:
-    assert partition_count(0) == 1
-    assert partition_count(spill.PARTITION_ROWS) == 1
-    assert partition_count(spill.PARTITION_ROWS + 1) == 2
-    assert partition_count(20 * spill.PARTITION_ROWS) == 20
-
-
 def test_one_partition_stays_in_memory() -> None:
-    split = Partitioned(["k"], 1)
+    split = Partitioned(["k"])
     split.add(pl.DataFrame({"k": ["a", "b"]}))
-    split.close()
+    (partition,) = split.partitions()
+    assert not split.spilled
     assert split._spill._path is None
-    assert pl.concat(split.pieces(0))["k"].to_list() == ["a", "b"]
+    assert pl.concat(partition.pieces())["k"].to_list() == ["a", "b"]
+
+
+def write(split: Partitioned, keys: list[str], side: int = 0) -> None:
+    for start in range(0, len(keys), 6):
+        stop = min(start + 6, len(keys))
+        split.add(
+            pl.DataFrame({"n": range(start, stop), "k": keys[start:stop]}), side=side
+        )
 
 
 def test_equal_keys_share_a_partition_and_order_is_kept(tiny: None) -> None:
-    split = Partitioned(["k"], 3)
-    keys = [f"k{i % 5}" for i in range(40)]
-    for start in range(0, 40, 6):
-        stop = min(start + 6, 40)
-        split.add(pl.DataFrame({"n": range(start, stop), "k": keys[start:stop]}))
-    split.close()
+    split = Partitioned(["k"])
+    write(split, [f"k{i % 5}" for i in range(40)])
+    assert split.spilled
     seen: dict[str, int] = {}
     total = 0
-    for part in range(3):
-        pieces = list(split.pieces(part))
-        if not pieces:
-            continue
-        frame = pl.concat(pieces)
+    for number, partition in enumerate(split.partitions()):
+        frame = pl.concat(partition.pieces())
+        assert frame.height == partition.rows
         total += frame.height
         assert frame["n"].is_sorted()
         for key in frame["k"].unique():
-            assert seen.setdefault(key, part) == part
+            assert seen.setdefault(key, number) == number
     assert total == 40
     folder = split._spill._path
     assert folder is not None
     assert any(folder.iterdir())
     split.remove()
     assert not folder.exists()
+
+
+def test_a_partition_larger_than_planned_is_split_again(
+    monkeypatch: pytest.MonkeyPatch, tiny: None
+) -> None:
+    monkeypatch.setattr(spill, "SPILL_PARTS", 2)
+    split = Partitioned(["k"])
+    keys = [f"k{i}" for i in range(200)]
+    write(split, keys)
+    write(split, keys[::-1], side=0)
+    partitions = list(split.partitions())
+    # 400 rows in 2 partitions of about 200: each split again into 20 or so.
+    assert len(partitions) > 10
+    seen: set[str] = set()
+    for partition in partitions:
+        assert partition.rows <= 4 * spill.PARTITION_ROWS
+        frame = pl.concat(partition.pieces())
+        keys_here = set(frame["k"].to_list())
+        assert not keys_here & seen
+        seen |= keys_here
+    assert seen == set(keys)
+    split.remove()
+
+
+def test_the_two_sides_of_a_join_are_partitioned_alike(tiny: None) -> None:
+    split = Partitioned(["k"], sides=2)
+    write(split, [f"k{i % 9}" for i in range(30)], side=0)
+    write(split, [f"k{i % 11}" for i in range(30)], side=1)
+    for partition in split.partitions():
+        left = {k for piece in partition.pieces(0) for k in piece["k"].to_list()}
+        right = {k for piece in partition.pieces(1) for k in piece["k"].to_list()}
+        assert all(k in {f"k{i}" for i in range(9)} for k in left)
+        for key in right & {f"k{i}" for i in range(9)}:
+            assert key in left
+    split.remove()
 
 
 def test_spilled_files_go_with_their_owner(tiny: None) -> None:

@@ -749,7 +749,7 @@ def small_partitions(monkeypatch: pytest.MonkeyPatch) -> None:
 def colliding(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every key hashes alike: any answer that trusted hashes would be wrong."""
     monkeypatch.setattr(
-        spill, "key_hash", lambda columns: pl.col(columns[0]).hash(seed=0) * 0
+        spill, "key_hash", lambda columns, seed=0: pl.col(columns[0]).hash(seed) * 0
     )
 
 
@@ -830,9 +830,7 @@ def test_duplicates_match_a_brute_force_count(
     assert found_by(index) == reference(keys)
 
 
-def shared(
-    values: Sequence[tuple[str, str]], *, rows: int | None = None
-) -> dict[int, tuple[str, int]]:
+def shared(values: Sequence[tuple[str, str]]) -> dict[int, tuple[str, int]]:
     """find_shared_values over (value, owner) per row, as row -> (others, last)."""
     frame = pl.DataFrame(
         {
@@ -843,7 +841,7 @@ def shared(
         schema={ROW: pl.Int64, DUPLICATE_KEY: pl.String, DUPLICATE_OWNER: pl.String},
     )
     parts = [frame.slice(i, 3) for i in range(0, frame.height, 3)]
-    return found_by(find_shared_values(parts, rows=rows or len(values)))
+    return found_by(find_shared_values(parts))
 
 
 def test_one_user_given_one_value_twice_shares_it_with_nobody() -> None:
@@ -1133,18 +1131,13 @@ def test_constant_without_problem_column(tmp_path: Path, schema: PoolSchema) -> 
     assert problems_of(out) == [(None, None)]
 
 
-def test_find_duplicates_counts_rows_with_the_given_collect() -> None:
-    seen: list[pl.LazyFrame] = []
-
-    def collect(query: pl.LazyFrame) -> pl.DataFrame:
-        seen.append(query)
-        return query.collect()
-
-    index = find_duplicates(
-        frame_of(["a", "A"]), user_as="username", case_sensitive=None, collect=collect
-    )
-    assert len(seen) == 1
-    assert index.rows[ROW].to_list() == [1, 2]
+def test_find_duplicates_takes_batches() -> None:
+    batches = [
+        pl.DataFrame({ROW: [1, 2], USER: ["a", "b"]}),
+        pl.DataFrame({ROW: [3], USER: ["A"]}),
+    ]
+    index = find_duplicates(batches, user_as="username", case_sensitive=None)
+    assert index.rows[ROW].to_list() == [1, 3]
 
 
 def test_find_duplicates_has_collect_explain_a_read_error(tmp_path: Path) -> None:
@@ -1163,9 +1156,7 @@ def test_find_duplicates_has_collect_explain_a_read_error(tmp_path: Path) -> Non
         raise Explained
 
     with pytest.raises(Explained):
-        find_duplicates(
-            keys, user_as="username", case_sensitive=None, collect=collect, rows=2
-        )
+        find_duplicates(keys, user_as="username", case_sensitive=None, collect=collect)
 
 
 # --- control characters, floats with no text, "5.0" ----------------------------------
