@@ -10,9 +10,10 @@ mapping) and hands each batch's keys and values to the checks, which keep
 them in bounded memory (hash partitions on disk when the file is large, see
 migrate.spill).
 
-The pass reads Source.batches(), not a polars scan: on a CSV file polars'
+A large CSV file is read by Source.batches(), not a polars scan: polars' CSV
 scan holds much of the file in memory (measured: 290 MB more for a 5-million
-row file), the batches do not.
+row file), the batches do not. The scan, which reads only the columns asked
+for, serves smaller files and Parquet (see SCAN_BYTES).
 """
 
 from __future__ import annotations
@@ -45,14 +46,21 @@ def key_chunks(
     *,
     case_sensitive: bool | None,
 ) -> Iterator[pl.DataFrame]:
-    """Per batch of the input: ROW, USER (the key as given, stripped),
-    DUPLICATE_OWNER (the key as Cognito compares it) and, per attribute of
-    ``names``, a column of that name: its new value as Cognito compares it,
-    or null.
+    """Per batch of the input: ROW, USER (the key as given, stripped) and,
+    with ``names``, DUPLICATE_OWNER (the key as Cognito compares it) and per
+    attribute of ``names`` a column of that name: its new value as Cognito
+    compares it, or null.
 
     The value is the mapped one even where the row is invalid (a number e164
     cannot read stays as written), as the planner sees it.
     """
+    if not names:
+        # Duplicate users only: no mapping to apply (the key is stripped as
+        # Mapping.apply strips it; blank keys are left out downstream).
+        key = pl.col(mapping.user_column).str.strip_chars().alias(USER)
+        for chunk in _read(source, [mapping.user_column]):
+            yield chunk.select(pl.col(ROW), key)
+        return
     only = replace(
         mapping,
         attributes={name: mapping.attributes[name] for name in names},
@@ -65,8 +73,35 @@ def key_chunks(
         _present(comparable(pl.col(value_col(name)), name, case_sensitive)).alias(name)
         for name in names
     ]
-    for chunk in _rebatched(source, columns):
+    for chunk in _read(source, columns):
         yield only.apply(chunk).select(pl.col(ROW), pl.col(USER), owner, *values)
+
+
+#: CSV files up to this size are read by polars' scan, which reads only the
+#: columns asked for (a million rows of eight columns: 0.1 s instead of
+#: 0.35 s) but holds about 60 bytes a row more than the batches do.
+SCAN_BYTES = 128 << 20
+
+
+def _read(source: Source, columns: Sequence[str]) -> Iterator[pl.DataFrame]:
+    """ROW and ``columns`` of the whole input, about CHUNK_ROWS rows at a time.
+
+    Polars' scan where its memory stays small (Parquet; CSV files up to
+    SCAN_BYTES), else the source's own batches.
+    """
+    if source.format == "parquet" or (
+        source.format == "csv"
+        and not source.compressed
+        and source.path.stat().st_size <= SCAN_BYTES
+    ):
+        scan = source.scan()
+        present = set(scan.collect_schema().names())
+        problems = [
+            cell_problem_col(c) for c in columns if cell_problem_col(c) in present
+        ]
+        yield from spill.chunks(scan.select(ROW, *columns, *problems), source.collect)
+        return
+    yield from _rebatched(source, columns)
 
 
 def _rebatched(source: Source, columns: Sequence[str]) -> Iterator[pl.DataFrame]:

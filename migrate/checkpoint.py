@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
-import itertools
 import json
 import operator
 import os
@@ -29,6 +29,8 @@ from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
+
+import polars as pl
 
 from migrate.background import Background, BackgroundError
 from migrate.errors import CheckpointError, FatalError
@@ -550,11 +552,34 @@ class Ledger:
         ):
             self._hand_over()
 
+    def record_frame(self, frame: pl.DataFrame) -> None:
+        """Queue outcomes decided without a call, as one batch.
+
+        ``frame`` holds report columns by name (``row`` and ``status`` at
+        least, lists of names as lists); the others default to empty. The
+        writer thread encodes and commits it like any batch.
+        """
+        if frame.is_empty():
+            return
+        self._hand_over()
+        self._put((time.time(), frame))
+
     def record_many(self, rows: Iterable[tuple[Any, ...]]) -> None:
-        """Write outcome tuples (in _OUTCOME_COLUMNS order) and commit."""
-        self.flush()
-        with self._writing():
-            self._db.executemany(_UPSERT, rows)
+        """Queue outcome tuples (in _OUTCOME_COLUMNS order, see decided_rows)."""
+        frame = pl.DataFrame(list(rows), schema=_TUPLE_SCHEMA, orient="row")
+        if not frame.is_empty():
+            self._hand_over()
+            recorded = float(frame["recorded"][0])
+            self._put(
+                (
+                    recorded,
+                    frame.drop("recorded").with_columns(
+                        pl.col(name).str.json_decode(_NAMES)
+                        for name, kind in OUTCOME_COLUMNS.items()
+                        if kind == "names"
+                    ),
+                )
+            )
 
     def commit_due(self) -> None:
         """Hand pending outcomes to the writer once they are COMMIT_INTERVAL old.
@@ -593,40 +618,59 @@ class Ledger:
     def _hand_over(self) -> None:
         """Encode the pending outcomes and queue them for the writer thread.
 
-        Encoding happens here, not in the writer: it holds the GIL either way,
-        and the writer then holds it for microseconds only (see _lower_priority).
+        Encoding happens here, not in the writer: it holds the GIL either way
+        (one call into the C JSON encoder), and the writer then holds it for
+        microseconds only.
         """
         if self._pending:
-            if self._writer is None:
-                try:
-                    self._writer = Background(
-                        self._write,
-                        name="migrate-ledger",
-                        queued=QUEUED_BATCHES,
-                        setup=_lower_priority,
-                    )
-                except BackgroundError as error:
-                    raise FatalError(
-                        f"cannot start the job ledger's writer thread ({error}); "
-                        f"run `cognito-migrate resume {self.path}` to continue"
-                    ) from error
             # Queued before they are dropped from pending: an interrupt in
             # between writes them twice (harmless, the row is the key), never
             # not at all.
-            with self._writer_errors():
-                self._writer.put(_encode_batch(self._pending, time.time()))
+            self._put((time.time(), _encode_outcomes(self._pending)))
             self._pending = []
         self._last_commit = time.monotonic()
 
+    def _put(self, batch: _Batch) -> None:
+        if self._writer is None:
+            try:
+                self._writer = Background(
+                    self._write, name="migrate-ledger", queued=QUEUED_BATCHES
+                )
+            except BackgroundError as error:
+                raise FatalError(
+                    f"cannot start the job ledger's writer thread ({error}); "
+                    f"run `cognito-migrate resume {self.path}` to continue"
+                ) from error
+        with self._writer_errors():
+            self._writer.put(batch)
+
     def _write(self, batch: _Batch) -> None:
-        """Commit one batch (in the writer thread)."""
-        recorded, payload = batch
+        """Commit one batch (in the writer thread), encoding it if it is a frame.
+
+        A frame is encoded here: polars does it without the GIL, beside the
+        run, where the coordinator would spend its own time (a --diff run
+        decides hundreds of thousands of rows without a call).
+        """
+        recorded, outcomes = batch
         try:
+            if isinstance(outcomes, str):
+                encoded: tuple[str, list[Any]] | None = (
+                    _batch_insert(_BATCH_FIELDS, ()),
+                    [outcomes, recorded],
+                )
+                frame = None
+            else:
+                frame = (
+                    outcomes
+                    if isinstance(outcomes, pl.DataFrame)
+                    else _outcome_frame(outcomes)
+                )
+                encoded = _encode_batch(frame, recorded)
             with self._writing():
-                if isinstance(payload, str):
-                    self._db.execute(_INSERT_BATCH, (payload, recorded))
-                else:
-                    self._db.executemany(_UPSERT, payload)
+                if encoded is not None:
+                    self._db.execute(*encoded)
+                elif frame is not None:
+                    self._db.executemany(_UPSERT, _exact_rows(frame, recorded))
         except FatalError:
             raise
         except Exception as error:  # a bug: stop the job, never hang it
@@ -795,78 +839,191 @@ _UPSERT = (
 
 #: An outcome's fields in _OUTCOME_COLUMNS order, less ``recorded``.
 _BATCH_FIELDS = tuple(name for name in _OUTCOME_COLUMNS if name != "recorded")
-_outcome_fields = operator.attrgetter(*_BATCH_FIELDS)
-#: Fields stored as JSON text: lists of names, and the sent and before values.
-_JSON_FIELDS = tuple(
-    name
+_NAMES = pl.List(pl.String)
+_KINDS: dict[str, pl.DataType] = {
+    "int": pl.Int64(),
+    "text": pl.String(),
+    "names": _NAMES,
+    "real": pl.Float64(),
+    "json": pl.String(),
+}
+#: A batch as the writer encodes it: every field, in order, lists of names as
+#: lists, ``sent`` and ``before`` as JSON text.
+_FRAME_SCHEMA: dict[str, pl.DataType] = {
+    name: _KINDS[kind]
     for name, kind in {**OUTCOME_COLUMNS, **LEDGER_ONLY_COLUMNS}.items()
-    if kind in ("names", "json")
-)
+    if name != "recorded"
+}
+#: record_many's tuples: every column, lists of names as JSON text.
+_TUPLE_SCHEMA: dict[str, pl.DataType] = {
+    name: pl.String() if kind == "names" else _KINDS[kind]
+    for name, kind in {**OUTCOME_COLUMNS, **LEDGER_ONLY_COLUMNS}.items()
+}
+#: What a ledger row holds where an outcome decided without a call says nothing.
+_DEFAULTS: dict[str, Any] = {
+    "attempts": 0,
+    **{name: [] for name, kind in OUTCOME_COLUMNS.items() if kind == "names"},
+}
+_NUL = "\x00"
+#: ``sent`` and ``before`` as compact JSON text.
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 #: Compact, and without the check for circular references: an outcome holds
 #: strings, numbers, tuples of strings and flat dicts of strings, nothing more.
-#: Not ASCII-only, so that a lone surrogate stays visible (see _encode_batch).
+#: Not ASCII-only, so that a lone surrogate stays visible (see _encode_outcomes).
 _BATCH_ENCODER = json.JSONEncoder(
     check_circular=False, ensure_ascii=False, separators=(",", ":")
 )
 
 
-#: (when recorded, outcomes): a JSON array for _INSERT_BATCH, or row tuples
-#: for _UPSERT. One time per batch: ``recorded`` is at most a COMMIT_INTERVAL
-#: late.
-_Batch = tuple[float, str | list[tuple[Any, ...]]]
+#: (when recorded, outcomes): sent outcomes as JSON (see _encode_outcomes) or,
+#: holding a NUL or a lone surrogate, as Outcome objects; or a frame of outcome
+#: columns (record_frame, record_many), which the writer encodes. One time per
+#: batch: ``recorded`` is at most a COMMIT_INTERVAL late.
+_Batch = tuple[float, str | list[Outcome] | pl.DataFrame]
+
+_outcome_fields = operator.attrgetter(*_BATCH_FIELDS)
 
 
-def _encode_batch(outcomes: list[Outcome], recorded: float) -> _Batch:
-    """A batch of outcomes as one JSON array of arrays (one C call to encode).
+def _encode_outcomes(outcomes: list[Outcome]) -> str | list[Outcome]:
+    """Sent outcomes as one JSON array of arrays (one call into the C encoder).
 
-    SQLite's JSON functions would cut a string at a NUL character and store a
-    lone surrogate as invalid UTF-8, which poisons every later read of the
-    ledger. A batch holding either (never seen in real data, but possible in an
-    error message) takes the exact path: one row tuple per outcome.
+    SQLite's JSON functions cut a string at a NUL character, and a lone
+    surrogate (possible in an error message) is not UTF-8: such a batch stays
+    Outcome objects, which the writer stores by the exact path.
     """
     text = _BATCH_ENCODER.encode(list(map(_outcome_fields, outcomes)))
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        pass
-    else:
-        if "\\u0000" not in text:
-            return recorded, text
-    return recorded, [_exact_row(outcome, recorded) for outcome in outcomes]
+        return outcomes
+    return outcomes if "\\u0000" in text else text
 
 
-def _exact_row(outcome: Outcome, recorded: float) -> tuple[Any, ...]:
-    """An outcome as a row tuple; a lone surrogate in a string becomes '?'."""
-    fields = [
-        _valid_text(value) if isinstance(value, str) else value
-        for value in _outcome_fields(outcome)
+def _outcome_frame(outcomes: list[Outcome]) -> pl.DataFrame:
+    """Outcome objects as a batch frame (_FRAME_SCHEMA).
+
+    Polars strings are UTF-8, so a lone surrogate (possible in an error
+    message, never seen in real data) becomes '?' here, as SQLite could not
+    store it as text either.
+    """
+    columns: dict[str, list[Any]] = {
+        name: [getattr(outcome, name) for outcome in outcomes] for name in _BATCH_FIELDS
+    }
+    for name, kind in {**OUTCOME_COLUMNS, **LEDGER_ONLY_COLUMNS}.items():
+        if kind == "names":
+            columns[name] = [list(names) for names in columns[name]]
+        elif kind == "json":
+            columns[name] = [
+                None if v is None else _JSON.encode(v) for v in columns[name]
+            ]
+    try:
+        return pl.DataFrame(columns, schema=_FRAME_SCHEMA)
+    except UnicodeEncodeError:
+        return pl.DataFrame(_valid(columns), schema=_FRAME_SCHEMA)
+
+
+def _valid(value: Any) -> Any:
+    """``value`` with every string in it valid UTF-8 (a lone surrogate: '?')."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, dict):
+        return {key: _valid(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_valid(item) for item in value]
+    return value
+
+
+def _complete(frame: pl.DataFrame) -> pl.DataFrame:
+    """Every batch field in order; what a frame lacks, empty (see _DEFAULTS)."""
+    return frame.select(
+        pl.col(name).cast(dtype)
+        if name in frame.columns
+        else pl.lit(_DEFAULTS.get(name), dtype=dtype).alias(name)
+        for name, dtype in _FRAME_SCHEMA.items()
+    )
+
+
+def _encode_batch(frame: pl.DataFrame, recorded: float) -> tuple[str, list[Any]] | None:
+    """A batch as (statement, parameters) for the batch insert; None for NUL.
+
+    The columns that vary go in one JSON array of arrays, written by polars;
+    a column with one value for the whole batch (a run's decided rows share
+    their time, attempts, empty lists, often their status) is a parameter, not
+    parsed again on every row: measured, a million decided rows cost SQLite
+    2.7 s instead of 4.8 s.
+
+    SQLite's JSON functions cut a string at a NUL character (a NUL can come
+    from the input file, as a user key): a batch holding one takes the exact
+    path, one row tuple per outcome (see _exact_rows).
+    """
+    frame = _complete(frame)
+    in_text = frame.select(pl.col(pl.String)).select(
+        pl.any_horizontal(pl.all().str.contains(_NUL, literal=True)).any()
+    )
+    in_names = frame.select(pl.col(_NAMES)).select(
+        pl.any_horizontal(pl.all().list.join("").str.contains(_NUL, literal=True)).any()
+    )
+    if in_text.item() or in_names.item():
+        return None
+    counts = frame.select(pl.all().n_unique()).row(0, named=True)
+    varying = tuple(name for name in _BATCH_FIELDS if counts[name] > 1 or name == "row")
+    fixed = {
+        name: _JSON.encode(value) if isinstance(value, list) else value
+        for name, value in frame.select(pl.all().first()).row(0, named=True).items()
+        if name not in varying
+    }
+    rows = frame.select(
+        pl.concat_str(
+            pl.lit("["),
+            pl.concat_str([_json_value(name) for name in varying], separator=","),
+            pl.lit("]"),
+        )
+    ).to_series()
+    text = f"[{rows.str.join(',').item()}]"
+    return _batch_insert(varying, tuple(fixed)), [text, recorded, *fixed.values()]
+
+
+def _json_value(name: str) -> pl.Expr:
+    """A column's values as JSON text, as polars writes them (null: null)."""
+    return pl.struct(name).struct.json_encode().str.slice(len(name) + 4).str.head(-1)
+
+
+def _names_json() -> list[pl.Expr]:
+    """Each list-of-names column as JSON text, as the ledger stores it."""
+    return [
+        _json_value(name).alias(name)
+        for name, kind in OUTCOME_COLUMNS.items()
+        if kind == "names"
     ]
-    for name in _JSON_FIELDS:
-        i = _BATCH_FIELDS.index(name)
-        value = fields[i]
-        fields[i] = None if value is None else json.dumps(value)
-    fields.insert(_OUTCOME_COLUMNS.index("recorded"), recorded)
-    return tuple(fields)
 
 
-def _valid_text(value: str) -> str:
-    return value.encode("utf-8", "replace").decode("utf-8")
+def _exact_rows(frame: pl.DataFrame, recorded: float) -> Iterator[tuple[Any, ...]]:
+    """A batch as row tuples for _UPSERT (lists of names as JSON text)."""
+    frame = _complete(frame).with_columns(
+        *_names_json(), pl.lit(recorded).alias("recorded")
+    )
+    return frame.select(_OUTCOME_COLUMNS).iter_rows()
 
 
-def _batch_insert() -> str:
+@functools.lru_cache(maxsize=64)
+def _batch_insert(varying: tuple[str, ...], fixed: tuple[str, ...]) -> str:
     """One statement that stores a whole batch handed over as one JSON array.
 
-    SQLite unpacks the batch in one step, which runs without the GIL, so the
-    run's threads barely feel the ledger: a batch costs the coordinator one
-    JSON encoding instead of a Python tuple and a parameter binding per row.
-    ``json_extract`` gives scalars as SQL values, containers as JSON text and a
-    JSON null as NULL. MATERIALIZED (SQLite 3.35+) keeps each row's JSON as
-    text, parsed per column, instead of rendered again for every column.
+    ``varying`` fields come from each row's array, in that order (?1 is an
+    array of arrays), ``fixed`` ones are parameters (?3...), ``recorded`` is
+    ?2. SQLite unpacks the batch in one step, which runs without the GIL, so
+    the run's threads barely feel the ledger. ``json_extract`` gives scalars
+    as SQL values, containers as JSON text and a JSON null as NULL.
+    MATERIALIZED (SQLite 3.35+) keeps each row's JSON as text, parsed once per
+    row (SQLite caches the parse for the other columns), instead of rendered
+    again for every column.
     """
     values = [
         "?2"
         if name == "recorded"
-        else f"json_extract(o, '$[{_BATCH_FIELDS.index(name)}]')"
+        else f"json_extract(o, '$[{varying.index(name)}]')"
+        if name in varying
+        else f"?{3 + fixed.index(name)}"
         for name in _OUTCOME_COLUMNS
     ]
     materialized = "MATERIALIZED " if sqlite3.sqlite_version_info >= (3, 35) else ""
@@ -877,54 +1034,21 @@ def _batch_insert() -> str:
     )
 
 
-_INSERT_BATCH = _batch_insert()
-
-
-def _lower_priority() -> None:
-    """Run the calling thread (the ledger writer) only on otherwise idle CPU.
-
-    Measured with tests/benchmarks/test_bench_ledger.py: at normal priority,
-    SQLite's work on the second core slows the run's own threads by ~6% at
-    10,000 outcomes/s, because they hand the GIL to each other across both
-    cores. The writer needs about 15 us of CPU per outcome, which even a
-    saturated machine grants an idle-priority thread at the service's rates.
-    Where the scheduler has no idle class (not Linux), nothing changes.
-    """
-    set_scheduler = getattr(os, "sched_setscheduler", None)
-    idle = getattr(os, "SCHED_IDLE", None)
-    if set_scheduler is None or idle is None:
-        return
-    with contextlib.suppress(OSError):
-        set_scheduler(0, idle, os.sched_param(0))
-
-
-#: What a ledger row holds where an outcome decided without a call says nothing.
-_DEFAULTS: dict[str, Any] = {
-    "attempts": 0,
-    **{name: "[]" for name, kind in OUTCOME_COLUMNS.items() if kind == "names"},
-}
-
-
 def decided_rows(columns: Mapping[str, Sequence[Any]]) -> Iterator[tuple[Any, ...]]:
     """Ledger rows of outcomes decided without a call (invalid, skipped...).
 
     ``columns`` holds report columns by name, one value per row (``row`` and
-    ``status`` at least); the others default to empty.
+    ``status`` at least); the others default to empty. A run records its
+    decided rows with record_frame; this is for callers with lists.
     """
-    rows = len(columns["row"])
-    now = time.time()
-    values: list[Iterable[Any]] = []
-    for name in _OUTCOME_COLUMNS:
-        given = columns.get(name)
-        if name == "recorded":
-            values.append(itertools.repeat(now, rows))
-        elif given is None:
-            values.append(itertools.repeat(_DEFAULTS.get(name), rows))
-        elif OUTCOME_COLUMNS.get(name) == "names":
-            values.append(json.dumps(list(names)) for names in given)
-        else:
-            values.append(given)
-    return zip(*values, strict=True)
+    frame = pl.DataFrame(
+        {name: columns[name] for name in _BATCH_FIELDS if name in columns},
+        schema={name: _FRAME_SCHEMA[name] for name in _BATCH_FIELDS if name in columns},
+    )
+    frame = _complete(frame).with_columns(
+        *_names_json(), pl.lit(time.time()).alias("recorded")
+    )
+    return frame.select(_OUTCOME_COLUMNS).iter_rows()
 
 
 def _connect(path: Path) -> sqlite3.Connection:

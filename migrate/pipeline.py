@@ -20,7 +20,7 @@ import polars as pl
 
 from migrate.aliases import WholeFile, whole_file
 from migrate.background import Background
-from migrate.checkpoint import Ledger, decided_rows
+from migrate.checkpoint import Ledger
 from migrate.errors import ConfigError
 from migrate.execution import ExecutionConfig, ExecutionStats, Executor, UserPoolClient
 from migrate.mapping import VERIFIED_FLAGS, Mapping, load_mapping
@@ -354,12 +354,16 @@ def execute(
 ) -> ExecutionStats:
     """Send every row the ledger does not already hold as done.
 
-    Rows decided without a call (invalid, skipped) are recorded as they are
-    planned; sent rows are recorded as their outcomes arrive. Everything is
-    written by this thread only.
+    Rows decided without a call (invalid, skipped, unchanged) are recorded as
+    they are planned, a batch at a time; sent rows are recorded as their
+    outcomes arrive. Only this thread records; the ledger's writer thread
+    encodes and commits.
     """
     progress = progress or NullProgress()
-    done = pl.Series(ROW, ledger.done_rows(retry_failed=retry_failed), dtype=pl.Int64)
+    # Sorted once, so that each batch looks only at its own rows' slice.
+    done = pl.Series(
+        ROW, ledger.done_rows(retry_failed=retry_failed), dtype=pl.Int64
+    ).sort()
     validator = _validator(job)
     planner = job.planner()
     username_is_key = job.mapping.user_as == "username"
@@ -371,7 +375,7 @@ def execute(
 
     def items() -> Iterator[WorkItem]:
         for batch in job.source.batches():
-            todo = batch.filter(~pl.col(ROW).is_in(done.implode()))
+            todo = _not_done(batch, done)
             if todo.is_empty():
                 continue
             planned = planner.plan(
@@ -381,7 +385,8 @@ def execute(
                 planned, finished_at=now(), username_is_key=username_is_key
             )
             if decided.height:
-                ledger.record_many(_decided_rows(decided))
+                # One batch, encoded and committed by the ledger's writer thread.
+                ledger.record_frame(decided)
                 progress.on_rows(decided.height)
             yield from planner.work_items(planned)
 
@@ -391,6 +396,19 @@ def execute(
     finally:
         ledger.flush()
     return stats
+
+
+def _not_done(batch: pl.DataFrame, done: pl.Series) -> pl.DataFrame:
+    """The rows of a batch (in row order) that are not among ``done`` (sorted)."""
+    if done.is_empty() or batch.is_empty():
+        return batch
+    rows = batch.get_column(ROW)
+    first, last = int(rows.min()), int(rows.max())  # type: ignore[arg-type]
+    start = done.search_sorted(first, side="left")
+    end = done.search_sorted(last, side="right")
+    if start == end:
+        return batch
+    return batch.filter(~pl.col(ROW).is_in(done.slice(start, end - start).implode()))
 
 
 def _recorder(
@@ -417,12 +435,6 @@ def _recorder(
 @runtime_checkable
 class _StartAware(Protocol):
     def on_start(self, stats: ExecutionStats, total: int | None) -> None: ...
-
-
-def _decided_rows(frame: pl.DataFrame) -> Iterator[tuple[object, ...]]:
-    return decided_rows(
-        {name: frame.get_column(name).to_list() for name in frame.columns}
-    )
 
 
 def write_report(

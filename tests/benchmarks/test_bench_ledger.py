@@ -68,6 +68,15 @@ class NullLedger:
         for _ in rows:
             pass
 
+    def record_frame(self, frame: pl.DataFrame) -> None:
+        pass
+
+    def prior_attempts(self, *, retry_failed: bool = False) -> dict[int, int]:
+        return {}
+
+    def commit_due(self) -> None:
+        pass
+
     def flush(self) -> None:
         pass
 

@@ -1,0 +1,127 @@
+"""Outcomes decided without a call go to the ledger as frames, through the writer.
+
+A --diff run decides most rows without a call (unchanged, invalid, skipped);
+``Ledger.record_frame`` hands a batch of them to the ledger's writer thread,
+which encodes the columns that vary as one JSON array (the others as
+parameters) and stores them with one statement. What is read back must be
+exactly what was recorded, whatever varies and whatever the text holds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from migrate.checkpoint import Fingerprint, Ledger, decided_rows
+from migrate.records import REPORT_COLUMNS, Outcome, Status
+
+FP = Fingerprint(input_sha256="a", mapping_sha256="b", pool="p", options="{}")
+NAMES = pl.List(pl.String)
+
+
+def decided(rows: int, **columns: list[object]) -> pl.DataFrame:
+    frame = pl.DataFrame(
+        {
+            "row": range(1, rows + 1),
+            "user": [f"u{i}" for i in range(1, rows + 1)],
+            "username": [f"u{i}" for i in range(1, rows + 1)],
+            "status": ["unchanged"] * rows,
+            "changed": [[]] * rows,
+            "deleted": [[]] * rows,
+            "error_code": ["unchanged"] * rows,
+            "error_message": [f"row {i}: same" for i in range(1, rows + 1)],
+            "attempts": [0] * rows,
+            "finished_at": ["2026-12-01T00:00:00Z"] * rows,
+            "delivery": [None] * rows,
+        },
+        schema={
+            "row": pl.Int64,
+            "user": pl.String,
+            "username": pl.String,
+            "status": pl.String,
+            "changed": NAMES,
+            "deleted": NAMES,
+            "error_code": pl.String,
+            "error_message": pl.String,
+            "attempts": pl.Int64,
+            "finished_at": pl.String,
+            "delivery": pl.String,
+        },
+    )
+    return frame.with_columns(
+        pl.Series(name, values, dtype=frame.schema[name])
+        for name, values in columns.items()
+    )
+
+
+def stored(path: Path) -> list[dict[str, object]]:
+    with Ledger.open(path) as ledger:
+        return [dict(row) for row in ledger.all_outcomes()]
+
+
+def expected(frame: pl.DataFrame) -> list[dict[str, object]]:
+    lists = frame.with_columns(
+        pl.col(name).map_elements(
+            lambda names: "[" + ",".join(f'"{n}"' for n in names) + "]",
+            return_dtype=pl.String,
+        )
+        for name in ("changed", "deleted")
+    )
+    return lists.select(REPORT_COLUMNS).to_dicts()
+
+
+@pytest.mark.parametrize(
+    "columns",
+    [
+        {},
+        {"status": ["invalid", "unchanged", "skipped"]},
+        {"changed": [["email"], [], ["name", "email"]], "delivery": ["a", None, "b"]},
+        {"error_message": ['quote " back \\ slash', "tab\tnew\nline", "é ☃"]},
+        {"user": [None, "x", "y"], "attempts": [0, 2, 0]},
+    ],
+)
+def test_a_frame_reads_back_exactly(
+    tmp_path: Path, columns: dict[str, list[object]]
+) -> None:
+    frame = decided(3, **columns)
+    with Ledger.create(tmp_path / "j", FP) as ledger:
+        ledger.record_frame(frame)
+    assert stored(tmp_path / "j") == expected(frame)
+
+
+def test_a_frame_of_one_row_is_all_parameters(tmp_path: Path) -> None:
+    frame = decided(1, changed=[["a"]])
+    with Ledger.create(tmp_path / "j", FP) as ledger:
+        ledger.record_frame(frame)
+    assert stored(tmp_path / "j") == expected(frame)
+
+
+def test_a_nul_from_the_input_is_kept(tmp_path: Path) -> None:
+    # SQLite's JSON functions would cut the key at the NUL: the exact path.
+    frame = decided(2, user=["a\x00b", "c"])
+    with Ledger.create(tmp_path / "j", FP) as ledger:
+        ledger.record_frame(frame)
+    rows = stored(tmp_path / "j")
+    assert rows[0]["user"] == "a\x00b"
+    assert rows == expected(frame)
+
+
+def test_frames_and_sent_outcomes_keep_their_order(tmp_path: Path) -> None:
+    with Ledger.create(tmp_path / "j", FP) as ledger:
+        ledger.record(Outcome(row=1, user="u1", status=Status.FAILED_RETRYABLE))
+        ledger.record_frame(decided(1))
+        ledger.record(Outcome(row=2, user="u2", status=Status.UPDATED, attempts=1))
+        assert ledger.counts() == {"unchanged": 1, "updated": 1}
+
+
+def test_decided_rows_and_record_many_agree_with_record_frame(tmp_path: Path) -> None:
+    frame = decided(3, status=["invalid", "skipped", "unchanged"])
+    with Ledger.create(tmp_path / "a", FP) as ledger:
+        ledger.record_frame(frame)
+    with Ledger.create(tmp_path / "b", FP) as ledger:
+        ledger.record_many(
+            decided_rows({name: frame[name].to_list() for name in frame.columns})
+        )
+    assert stored(tmp_path / "a") == stored(tmp_path / "b")
