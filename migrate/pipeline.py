@@ -7,6 +7,7 @@ stays flat however large the input file is.
 
 from __future__ import annotations
 
+import itertools
 import re
 import threading
 from collections import deque
@@ -14,7 +15,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import polars as pl
 
@@ -475,9 +476,8 @@ _LEDGER_SCHEMA: dict[str, pl.DataType] = {
 
 
 def _ledger_frame(rows: Iterable[Sequence[object]]) -> pl.DataFrame:
-    frame = pl.DataFrame(
-        [tuple(row) for row in rows], schema=_LEDGER_SCHEMA, orient="row"
-    )
+    # polars reads the sqlite3.Row sequences itself: no tuple per row here.
+    frame = pl.DataFrame(list(rows), schema=_LEDGER_SCHEMA, orient="row")
     as_list = pl.List(pl.String)
     return frame.with_columns(
         pl.col("changed").str.json_decode(as_list),
@@ -573,16 +573,35 @@ def rollback_items(original: Ledger) -> Iterator[WorkItem]:
     """The inverse of a job's writes: restore old values, delete new attributes.
 
     Only rows that were updated are undone, so a job that was interrupted is
-    rolled back exactly as far as it got. Raises ConfigError when the job holds
-    no before-values (it ran without a snapshot).
+    rolled back exactly as far as it got. The items are read from the ledger
+    as they are consumed (keep it open until then), in row order; nothing is
+    held per row. Raises ConfigError at once when the job holds no
+    before-values (it ran without a snapshot).
     """
-    for row, user, username, sent, before in original.updated_rows():
+    updated = original.updated_rows()
+    first = next(updated, None)
+    if first is None:
+        return iter(())
+    if first[4] is None:
+        raise _no_before_values(original)
+    return _inverse(original, itertools.chain([first], updated))
+
+
+def _no_before_values(original: Ledger) -> ConfigError:
+    return ConfigError(
+        f"job {original.path} was run without --diff or --snapshot, so it "
+        "did not record the values before its changes; it cannot be "
+        "rolled back"
+    )
+
+
+def _inverse(
+    original: Ledger,
+    updated: Iterable[tuple[int, str, str, dict[str, str], Any]],
+) -> Iterator[WorkItem]:
+    for row, user, username, sent, before in updated:
         if before is None:
-            raise ConfigError(
-                f"job {original.path} was run without --diff or --snapshot, so it "
-                "did not record the values before its changes; it cannot be "
-                "rolled back"
-            )
+            raise _no_before_values(original)
         restore = {name: old for name, old in before.items() if old is not None}
         remove = tuple(name for name, old in before.items() if old is None)
         if not restore and not remove:
@@ -637,39 +656,80 @@ def write_ledger_report(
 ) -> Summary:
     """A report from a ledger alone (a rollback job has no input file).
 
-    ``rows`` are the work items of the job, or ``total_rows`` its row count:
-    rows the ledger does not hold yet are reported ``not_attempted``.
+    ``rows`` are the work items of the job, in row order, or ``total_rows``
+    its row count: rows the ledger does not hold yet are reported
+    ``not_attempted``. Read and written a window of rows at a time, so memory
+    does not grow with the job.
     """
     summary = Summary(warnings=list(warnings))
-    stored = _ledger_frame(ledger.all_outcomes())
-    items = list(rows)
+    with ReportWriter(report_path) as writer:
+        for frame in _ledger_report(ledger, rows, total_rows):
+            summary.add(frame)
+            if only is not None:
+                frame = frame.filter(pl.col("status").is_in(list(only)))
+            writer.write(frame)
+    return summary
+
+
+#: Rows of a report from the ledger alone read at a time.
+_REPORT_WINDOW = 50_000
+#: Beyond any row number: the last window's end.
+_LAST_ROW = 2**62
+
+
+def _ledger_report(
+    ledger: Ledger, rows: Iterable[WorkItem], total_rows: int | None
+) -> Iterator[pl.DataFrame]:
+    """The report's rows, window by window: every expected row (an item, or
+    one of total_rows) and every stored outcome, in row order."""
+    done = 0
+    for expected in _expected_windows(rows, total_rows):
+        last = int(expected["row"].max())  # type: ignore[arg-type]
+        stored = _ledger_frame(ledger.outcomes(first_row=done + 1, last_row=last))
+        yield _ledger_rows(expected, stored)
+        done = last
+    # Outcomes beyond the rows expected (a job's rows the caller did not list).
+    empty = pl.DataFrame(
+        schema={"row": pl.Int64, "__key": pl.String, "__name": pl.String}
+    )
+    outcomes = ledger.outcomes(first_row=done + 1, last_row=_LAST_ROW)
+    while window := list(itertools.islice(outcomes, _REPORT_WINDOW)):
+        yield _ledger_rows(empty, _ledger_frame(window))
+
+
+def _expected_windows(
+    rows: Iterable[WorkItem], total_rows: int | None
+) -> Iterator[pl.DataFrame]:
+    """The rows a report from the ledger must hold, a window at a time."""
+    schema = {"row": pl.Int64, "__key": pl.String, "__name": pl.String}
     if total_rows is not None:
-        expected = pl.DataFrame(
-            {"row": pl.int_range(1, total_rows + 1, eager=True)}
-        ).with_columns(
-            pl.lit(None, pl.String).alias("__key"),
-            pl.lit(None, pl.String).alias("__name"),
-        )
-    else:
-        expected = pl.DataFrame(
+        for first in range(1, total_rows + 1, _REPORT_WINDOW):
+            last = min(first + _REPORT_WINDOW - 1, total_rows)
+            yield pl.DataFrame(
+                {"row": pl.int_range(first, last + 1, eager=True)}
+            ).with_columns(
+                pl.lit(None, pl.String).alias("__key"),
+                pl.lit(None, pl.String).alias("__name"),
+            )
+        return
+    items = iter(rows)
+    while window := list(itertools.islice(items, _REPORT_WINDOW)):
+        yield pl.DataFrame(
             {
-                "row": [item.row for item in items],
-                "__key": [item.key or item.user for item in items],
-                "__name": [item.user for item in items],
+                "row": [item.row for item in window],
+                "__key": [item.key or item.user for item in window],
+                "__name": [item.user for item in window],
             },
-            schema={"row": pl.Int64, "__key": pl.String, "__name": pl.String},
+            schema=schema,
         )
-    frame = (
+
+
+def _ledger_rows(expected: pl.DataFrame, stored: pl.DataFrame) -> pl.DataFrame:
+    return (
         expected.join(stored, on="row", how="full", coalesce=True)
         .sort("row")
         .select(_report_columns(pl.coalesce("username", "__name")))
     )
-    summary.add(frame)
-    if only is not None:
-        frame = frame.filter(pl.col("status").is_in(list(only)))
-    with ReportWriter(report_path) as writer:
-        writer.write(frame)
-    return summary
 
 
 def preview_items(items: Sequence[WorkItem], report_path: str | Path) -> Summary:
