@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import polars as pl
@@ -194,10 +195,15 @@ def whole_file(
             found.add(values_of(chunk, name))
         if also is not None:
             also(chunk)
-    result = WholeFile(
-        users=users.finish(),
-        aliases={name: found.finish() for name, found in shared.items()},
-    )
+    # Each check's own work (polars, without the GIL) runs beside the others:
+    # two at once keep both cores of a small machine busy.
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="migrate-pass") as pool:
+        duplicates = pool.submit(users.finish)
+        values = {name: pool.submit(found.finish) for name, found in shared.items()}
+        result = WholeFile(
+            users=duplicates.result(),
+            aliases={name: future.result() for name, future in values.items()},
+        )
     _FOUND.setdefault(source, []).append(
         (mapping, tuple(names), case_sensitive, result)
     )

@@ -184,3 +184,51 @@ def write_users_csv(path: str | Path, rows: int, *, seed: int = 0) -> Path:
     path = Path(path)
     users_frame(rows, seed=seed).write_csv(path)
     return path
+
+
+#: Area codes of the distinct phone numbers: each holds 8,000,000 numbers.
+_DISTINCT_AREAS = ("415", "650", "212", "617", "312", "206")
+
+#: The two shapes every benchmark runs on: the generated file's phone numbers
+#: (4,210 numbers written five ways, so most rows share one) and a file whose
+#: every number differs.
+PHONE_SHAPES = ("repeated", "distinct")
+
+
+def distinct_phones(first: int, rows: int) -> pl.Series:
+    """``rows`` different valid US numbers, from the ``first``-th on, as people
+    write them: "(415) 234-0001" and "415.234.0002" alternately."""
+    index = pl.int_range(first, first + rows, eager=True)
+    area = pl.Series(_DISTINCT_AREAS).gather(
+        (index // 8_000_000) % len(_DISTINCT_AREAS)
+    )
+    exchange = (200 + (index // 10_000) % 800).cast(pl.String)
+    line = (index % 10_000).cast(pl.String).str.zfill(4)
+    frame = pl.DataFrame({"i": index, "a": area, "e": exchange, "l": line})
+    return frame.select(
+        pl.when(pl.col("i") % 2 == 0)
+        .then(pl.format("({}) {}-{}", "a", "e", "l"))
+        .otherwise(pl.format("{}.{}.{}", "a", "e", "l"))
+        .alias("phone")
+    ).to_series()
+
+
+def write_bench_csv(
+    path: str | Path, rows: int, *, phones: str = "repeated", seed: int = 1
+) -> Path:
+    """The benchmark file (BENCH_COLUMNS), written 500,000 rows at a time so the
+    generator stays small; usernames and emails differ across slices."""
+    path = Path(path)
+    step = 500_000
+    with path.open("wb") as handle:
+        for part, first in enumerate(range(0, rows, step)):
+            size = min(step, rows - first)
+            frame = users_frame(size, seed=seed + part).select(BENCH_COLUMNS)
+            if part:
+                frame = frame.with_columns(
+                    pl.col("username") + f"-{part}", pl.col("email") + f".p{part}"
+                )
+            if phones == "distinct":
+                frame = frame.with_columns(distinct_phones(first, size))
+            frame.write_csv(handle, include_header=part == 0)
+    return path

@@ -1,4 +1,4 @@
-"""The diff: its cost against a dry run, and the writes it saves.
+"""The diff: its cost against a dry run, the writes it saves, and a real run.
 
 Run: python -m pytest tests/benchmarks/test_bench_diff.py --benchmarks -s
 """
@@ -6,6 +6,7 @@ Run: python -m pytest tests/benchmarks/test_bench_diff.py --benchmarks -s
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from tests.benchmarks.datagen import BENCH_COLUMNS, users_frame
 from tests.cli.helpers import real_run_args
 from tests.conftest import MAPPINGS, SAMPLES
 from tests.support.faults import Faults, FaultyPool
+from tests.support.served import served_sandbox
 
 pytestmark = pytest.mark.benchmark
 
@@ -133,3 +135,117 @@ def test_80_percent_unchanged_sends_a_fifth_of_the_writes(tmp_path: Path) -> Non
         )
     )
     assert ratio == pytest.approx(0.2)
+
+
+#: The two shapes of the tenant values: 12 tenants on a million rows, and
+#: every row a tenant of its own.
+TENANT_SHAPES = ("repeated", "distinct")
+
+
+def _cli(*args: str | Path) -> float:
+    """Seconds a cognito-migrate command takes (in this process)."""
+    start = time.perf_counter()
+    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    seconds = time.perf_counter() - start
+    assert result.exit_code == 0, result.output[-2000:]
+    return seconds
+
+
+@pytest.mark.parametrize("shape", TENANT_SHAPES)
+def test_a_diff_run_of_990k_unchanged_rows_within_2x_its_dry_run(
+    tmp_path: Path, shape: str
+) -> None:
+    """A --diff run of 1,000,000 rows, 990,000 of them unchanged, against the
+    loopback endpoint (the emulated pool in a process of its own): the rows
+    decided without a call go to the ledger, 10,000 are sent, the report
+    comes from the ledger. Against the diff's dry run of the same file."""
+    rows, changed = 1_000_000, 10_000
+    users = users_frame(rows, seed=6).select(BENCH_COLUMNS)
+    if shape == "distinct":
+        users = users.with_columns(
+            pl.format("tenant-{}", pl.int_range(1, rows + 1)).alias("tenant")
+        )
+    data = tmp_path / "users.csv"
+    users.write_csv(data)
+    snap = _snapshot(users, tmp_path / "snap.parquet", unchanged=1 - changed / rows)
+    # The pool holds the users the run changes (the others get no call).
+    seeded = tmp_path / "pool-users.csv"
+    users.tail(changed).select("username").write_csv(seeded)
+    mapping = MAPPINGS / "backfill-tenant.toml"
+    schema = SAMPLES / "pool-schema.json"
+    common: list[str | Path] = [data, "-m", mapping, "--snapshot", snap, "--quiet"]
+    dry_seconds = _cli(
+        "run",
+        *common,
+        "--dry-run",
+        "--schema",
+        schema,
+        "--report",
+        tmp_path / "dry.csv",
+    )
+    with served_sandbox(seeded, latency=0.0) as (endpoint, pool_id):
+        run_seconds = _cli(
+            "run",
+            *common,
+            "--diff",
+            *real_run_args(
+                endpoint,
+                pool_id,
+                job=tmp_path / "job.sqlite",
+                report=tmp_path / "run.csv",
+            ),
+            "--rate",
+            "100000",
+            "--concurrency",
+            "16",
+            "--yes",
+        )
+        # The same 10,000 calls alone: what the endpoint costs.
+        calls_seconds = _calls_alone(tmp_path, seeded, endpoint, pool_id)
+    report = pl.read_csv(tmp_path / "run.csv", columns=["status"])
+    statuses = report["status"].value_counts().rows()
+    assert dict(statuses) == {"unchanged": rows - changed, "updated": changed}
+    ratio = run_seconds / dry_seconds
+    print(
+        "\n"
+        + json.dumps(
+            {
+                "rows": rows,
+                "unchanged": rows - changed,
+                "tenants": shape,
+                "diff_dry_run_s": round(dry_seconds, 2),
+                "diff_run_s": round(run_seconds, 2),
+                "ratio": round(ratio, 2),
+                "the_10000_calls_alone_s": round(calls_seconds, 2),
+                "ratio_without_the_calls": round(
+                    (run_seconds - calls_seconds) / dry_seconds, 2
+                ),
+                "load_average": round(os.getloadavg()[0], 2),
+                "limit": 2,
+            }
+        )
+    )
+    assert ratio <= 2
+
+
+def _calls_alone(tmp_path: Path, seeded: Path, endpoint: str, pool_id: str) -> float:
+    """Seconds of a run that sends the same calls and decides nothing else."""
+    folder = tmp_path / "alone"
+    folder.mkdir()
+    alone = folder / "users.csv"
+    pl.read_csv(seeded).with_columns(pl.lit("again").alias("tenant")).write_csv(alone)
+    return _cli(
+        "run",
+        alone,
+        "-m",
+        MAPPINGS / "backfill-tenant.toml",
+        *real_run_args(
+            endpoint, pool_id, job=folder / "job.sqlite", report=folder / "report.csv"
+        ),
+        "--rate",
+        "100000",
+        "--concurrency",
+        "16",
+        "--yes",
+        "--quiet",
+    )
