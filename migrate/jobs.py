@@ -50,6 +50,7 @@ from migrate.pipeline import DryRunResult, Job, prepare
 from migrate.preflight import Preflight, verification_lines
 from migrate.records import JobKind, JobSpec, WorkItem
 from migrate.report import Summary, is_report_file
+from migrate.rollback import execute_items, preview_items, rollback_items
 from migrate.schema import (
     PoolSchema,
     load_schema_file,
@@ -616,7 +617,7 @@ def sandbox_run(request: JobRequest, reporter: Reporter) -> Iterator[PreparedRun
             "--sandbox builds its own pool from --schema and the input: drop "
             "--user-pool-id and --snapshot (use --diff to diff against it)"
         )
-    from migrate.sandbox import EmulatedPool
+    from migrate.sandbox import EmulatedPool, sandbox_users
 
     job_path, report_path = _run_outputs(request, "sandbox.job.sqlite")
     if job_path.exists() and job_path.stat().st_size:
@@ -634,7 +635,7 @@ def sandbox_run(request: JobRequest, reporter: Reporter) -> Iterator[PreparedRun
         schema,
         source_options=request.source_options,
     )
-    users = pipeline.sandbox_users(job)
+    users = sandbox_users(job)
     with EmulatedPool() as sandbox:
         pool_id = sandbox.seed(raw_schema, users)
         aws = AwsOptions(
@@ -923,7 +924,7 @@ def write_report(
             items: list[WorkItem] = []
             if spec.rollback_of and Path(spec.rollback_of).is_file():
                 with Ledger.open(Path(spec.rollback_of)) as original:
-                    items = list(pipeline.rollback_items(original))
+                    items = list(rollback_items(original))
             return pipeline.write_ledger_report(
                 ledger, output_path, only=only, rows=items
             )
@@ -1053,7 +1054,7 @@ def prepare_rollback(
                 "this is a sandbox job: its emulated pool is gone, there is "
                 "nothing to roll back"
             )
-        items = list(pipeline.rollback_items(original))
+        items = list(rollback_items(original))
         stored = original.info()
     fingerprint = Fingerprint(
         input_sha256=stored.get("input_sha256", ""),
@@ -1076,7 +1077,7 @@ def prepare_rollback(
 
 def preview_rollback(rollback: PreparedRollback) -> Summary:
     """What a rollback would restore: report and summary, nothing sent."""
-    return pipeline.preview_items(rollback.items, rollback.report_path)
+    return preview_items(rollback.items, rollback.report_path)
 
 
 def _execute_rollback(rollback: PreparedRollback) -> JobResult:
@@ -1111,7 +1112,7 @@ def _execute_rollback(rollback: PreparedRollback) -> JobResult:
         stats = _drive(
             ledger,
             rollback.reporter.progress("rollback"),
-            lambda progress: pipeline.execute_items(
+            lambda progress: execute_items(
                 rollback.items,
                 ledger=ledger,
                 pool=pool,

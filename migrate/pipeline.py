@@ -15,21 +15,18 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 import polars as pl
 
 from migrate.aliases import WholeFile, whole_file
 from migrate.background import Background
 from migrate.checkpoint import Ledger
-from migrate.errors import ConfigError
 from migrate.execution import ExecutionConfig, ExecutionStats, Executor, UserPoolClient
 from migrate.mapping import VERIFIED_FLAGS, Mapping, load_mapping
 from migrate.planning import ALIAS_ATTRIBUTES, CurrentValues, Planner, report_frame
 from migrate.records import (
     ROW,
-    TOKEN,
-    USER,
     Outcome,
     Status,
     WorkItem,
@@ -39,7 +36,6 @@ from migrate.report import (
     REPORT_SCHEMA,
     ReportWriter,
     Summary,
-    outcomes_to_frame,
     report_input_names,
 )
 from migrate.schema import PoolSchema
@@ -518,133 +514,6 @@ def _report_columns(username: pl.Expr) -> list[pl.Expr]:
     return [fills.get(name, pl.col(name)) for name in REPORT_SCHEMA]
 
 
-def sandbox_users(job: Job) -> list[dict[str, str]]:
-    """Users to seed an emulated pool with, so that every valid key in INPUT exists.
-
-    Attributes the job deletes get a placeholder value, so the deletes have
-    something to remove; in token mode each user gets the row's access token.
-    """
-    user_as = job.mapping.user_as
-    if user_as == "sub":
-        raise ConfigError(
-            "--sandbox cannot seed users by sub (the emulated pool assigns its own "
-            "subs); use a mapping keyed by username, email or phone_number"
-        )
-    token = job.mapping.token_column
-    columns = [pl.col(job.mapping.user_column).str.strip_chars().alias(USER)]
-    if token is not None:
-        columns.append(pl.col(token).str.strip_chars().alias(TOKEN))
-    frame = job.source.collect(
-        job.source.scan()
-        .select(columns)
-        .filter(pl.col(USER).is_not_null() & (pl.col(USER) != ""))
-        .unique(subset=[USER], keep="last", maintain_order=True)
-    )
-    extra = {name: "legacy" for name in job.mapping.delete}
-    verified = f"{user_as}_verified"
-    # A pool that signs in with email or phone (UsernameAttributes) makes its
-    # own usernames: its users are created by that email or phone.
-    signs_in_with = job.schema.username_attributes
-    if user_as == "username" and signs_in_with:
-        raise ConfigError(
-            f"this pool signs users in with {' or '.join(signs_in_with)} "
-            "(UsernameAttributes), so its usernames are generated ids: key the "
-            f'mapping by {signs_in_with[0]} (as = "{signs_in_with[0]}") or by sub'
-        )
-    users: list[dict[str, str]] = []
-    for index, rec in enumerate(frame.iter_rows(named=True)):
-        user = {"username": rec[USER], **extra}
-        if user_as != "username":
-            user = {
-                "username": (
-                    rec[USER] if user_as in signs_in_with else f"user-{index:07d}"
-                ),
-                user_as: rec[USER],
-                verified: "true",
-            }
-            user.update(extra)
-        if rec.get(TOKEN):
-            user["access_token"] = rec[TOKEN]
-        users.append(user)
-    return users
-
-
-def rollback_items(original: Ledger) -> Iterator[WorkItem]:
-    """The inverse of a job's writes: restore old values, delete new attributes.
-
-    Only rows that were updated are undone, so a job that was interrupted is
-    rolled back exactly as far as it got. The items are read from the ledger
-    as they are consumed (keep it open until then), in row order; nothing is
-    held per row. Raises ConfigError at once when the job holds no
-    before-values (it ran without a snapshot).
-    """
-    updated = original.updated_rows()
-    first = next(updated, None)
-    if first is None:
-        return iter(())
-    if first[4] is None:
-        raise _no_before_values(original)
-    return _inverse(original, itertools.chain([first], updated))
-
-
-def _no_before_values(original: Ledger) -> ConfigError:
-    return ConfigError(
-        f"job {original.path} was run without --diff or --snapshot, so it "
-        "did not record the values before its changes; it cannot be "
-        "rolled back"
-    )
-
-
-def _inverse(
-    original: Ledger,
-    updated: Iterable[tuple[int, str, str, dict[str, str], Any]],
-) -> Iterator[WorkItem]:
-    for row, user, username, sent, before in updated:
-        if before is None:
-            raise _no_before_values(original)
-        restore = {name: old for name, old in before.items() if old is not None}
-        remove = tuple(name for name, old in before.items() if old is None)
-        if not restore and not remove:
-            continue
-        yield WorkItem(
-            row=row,
-            user=username,
-            key=user if user != username else None,
-            set_attributes=restore,
-            delete_attributes=remove,
-            # The values this rollback replaces: a rollback can be rolled back.
-            before={name: sent.get(name) for name in before},
-        )
-
-
-def execute_items(
-    items: Iterable[WorkItem],
-    *,
-    ledger: Ledger,
-    pool: UserPoolClient,
-    config: ExecutionConfig,
-    retry_failed: bool = False,
-    progress: Progress | None = None,
-    executor_factory: Callable[..., Executor] = Executor,
-) -> ExecutionStats:
-    """Send prepared work items the ledger does not hold as done (e.g. a rollback)."""
-    progress = progress or NullProgress()
-    done = set(ledger.done_rows(retry_failed=retry_failed))
-    executor = executor_factory(pool, config)
-    if isinstance(progress, _StartAware):
-        progress.on_start(executor.stats, None)
-
-    on_outcome = _recorder(ledger, progress, retry_failed=retry_failed)
-    try:
-        return executor.run(
-            (item for item in items if item.row not in done),
-            on_outcome,
-            on_idle=ledger.commit_due,
-        )
-    finally:
-        ledger.flush()
-
-
 def write_ledger_report(
     ledger: Ledger,
     report_path: str | Path,
@@ -730,35 +599,3 @@ def _ledger_rows(expected: pl.DataFrame, stored: pl.DataFrame) -> pl.DataFrame:
         .sort("row")
         .select(_report_columns(pl.coalesce("username", "__name")))
     )
-
-
-def preview_items(items: Sequence[WorkItem], report_path: str | Path) -> Summary:
-    """A dry run of prepared work items (e.g. a rollback): report and summary."""
-    stamp = utc_now()
-    outcomes = [
-        Outcome(
-            row=item.row,
-            user=item.key or item.user,
-            username=item.user,
-            status=Status.WOULD_UPDATE,
-            changed=tuple(item.set_attributes),
-            deleted=item.delete_attributes,
-            finished_at=stamp,
-        )
-        for item in items
-    ]
-    frame = outcomes_to_frame(outcomes)
-    summary = Summary(warnings=[])
-    summary.add(frame)
-    summary.examples = [
-        (
-            item.user,
-            dict(item.set_attributes),
-            list(item.delete_attributes),
-            item.before or {},
-        )
-        for item in items[:EXAMPLE_COUNT]
-    ]
-    with ReportWriter(report_path) as writer:
-        writer.write(frame)
-    return summary

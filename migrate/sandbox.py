@@ -158,7 +158,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self, TextIO, cast
 
 from migrate.errors import ConfigError, SchemaError
 from migrate.files import write_private
-from migrate.records import MAX_ATTRIBUTE_NAME, MAX_ATTRIBUTE_VALUE
+from migrate.records import MAX_ATTRIBUTE_NAME, MAX_ATTRIBUTE_VALUE, TOKEN, USER
 
 if TYPE_CHECKING:
     from moto.cognitoidp.models import (
@@ -167,6 +167,8 @@ if TYPE_CHECKING:
         CognitoIdpUserPool,
         CognitoIdpUserPoolAttribute,
     )
+
+    from migrate.pipeline import Job
 
 __all__ = [
     "SANDBOX_INSTALL_HINT",
@@ -1517,3 +1519,56 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def sandbox_users(job: Job) -> list[dict[str, str]]:
+    """Users to seed an emulated pool with, so that every valid key in INPUT exists.
+
+    Attributes the job deletes get a placeholder value, so the deletes have
+    something to remove; in token mode each user gets the row's access token.
+    """
+    import polars as pl
+
+    user_as = job.mapping.user_as
+    if user_as == "sub":
+        raise ConfigError(
+            "--sandbox cannot seed users by sub (the emulated pool assigns its own "
+            "subs); use a mapping keyed by username, email or phone_number"
+        )
+    token = job.mapping.token_column
+    columns = [pl.col(job.mapping.user_column).str.strip_chars().alias(USER)]
+    if token is not None:
+        columns.append(pl.col(token).str.strip_chars().alias(TOKEN))
+    frame = job.source.collect(
+        job.source.scan()
+        .select(columns)
+        .filter(pl.col(USER).is_not_null() & (pl.col(USER) != ""))
+        .unique(subset=[USER], keep="last", maintain_order=True)
+    )
+    extra = {name: "legacy" for name in job.mapping.delete}
+    verified = f"{user_as}_verified"
+    # A pool that signs in with email or phone (UsernameAttributes) makes its
+    # own usernames: its users are created by that email or phone.
+    signs_in_with = job.schema.username_attributes
+    if user_as == "username" and signs_in_with:
+        raise ConfigError(
+            f"this pool signs users in with {' or '.join(signs_in_with)} "
+            "(UsernameAttributes), so its usernames are generated ids: key the "
+            f'mapping by {signs_in_with[0]} (as = "{signs_in_with[0]}") or by sub'
+        )
+    users: list[dict[str, str]] = []
+    for index, rec in enumerate(frame.iter_rows(named=True)):
+        user = {"username": rec[USER], **extra}
+        if user_as != "username":
+            user = {
+                "username": (
+                    rec[USER] if user_as in signs_in_with else f"user-{index:07d}"
+                ),
+                user_as: rec[USER],
+                verified: "true",
+            }
+            user.update(extra)
+        if rec.get(TOKEN):
+            user["access_token"] = rec[TOKEN]
+        users.append(user)
+    return users

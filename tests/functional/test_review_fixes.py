@@ -15,7 +15,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from migrate import pipeline
+from migrate import pipeline, rollback
 from migrate.checkpoint import Ledger, make_fingerprint
 from migrate.execution import ExecutionStats
 from migrate.records import Outcome, Status
@@ -117,12 +117,12 @@ def test_a_rollback_report_and_status_agree_with_the_rollback_itself(
 ) -> None:
     with EmulatedPool() as pool:
         _diff_job(pool, ["u1", "u2", "u3"])
-        real = pipeline.execute_items
+        real = rollback.execute_items
 
         def stop_after_one(items, **kwargs):
             return real(list(items)[:1], **kwargs) and ExecutionStats(interrupted=True)
 
-        monkeypatch.setattr(pipeline, "execute_items", stop_after_one)
+        monkeypatch.setattr("migrate.jobs.execute_items", stop_after_one)
         result = invoke(
             "rollback",
             "job.sqlite",

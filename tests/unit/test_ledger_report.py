@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from migrate import pipeline
+from migrate import pipeline, rollback
 from migrate.checkpoint import Fingerprint, Ledger
 from migrate.errors import ConfigError
 from migrate.records import Outcome, Status, WorkItem
@@ -90,7 +90,7 @@ def test_rollback_items_stream_in_row_order(tmp_path: Path) -> None:
                 )
             )
         ledger.record(outcome(2, Status.FAILED))
-        items = pipeline.rollback_items(ledger)
+        items = rollback.rollback_items(ledger)
         first = next(items)
         assert first.row == 1
         assert first.set_attributes == {"custom:plan": "old"}
@@ -106,10 +106,10 @@ def test_a_job_without_before_values_is_refused_before_any_item(
     with Ledger.create(tmp_path / "j", FP) as ledger:
         ledger.record(outcome(1))
         with pytest.raises(ConfigError, match="without --diff or --snapshot"):
-            pipeline.rollback_items(ledger)
+            rollback.rollback_items(ledger)
 
 
 def test_a_job_with_nothing_updated_has_no_rollback_items(tmp_path: Path) -> None:
     with Ledger.create(tmp_path / "j", FP) as ledger:
         ledger.record(outcome(1, Status.FAILED))
-        assert list(pipeline.rollback_items(ledger)) == []
+        assert list(rollback.rollback_items(ledger)) == []
