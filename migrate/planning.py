@@ -50,6 +50,7 @@ from migrate.validation import (
     SUPERSEDED_BY,
     DuplicateIndex,
     comparable,
+    comparable_key,
 )
 
 #: Normalised lookup key of a row / of a snapshot user.
@@ -191,7 +192,9 @@ class CurrentValues:
             return pl.lit(None, dtype=pl.String).alias(current_col(name))
 
         users = snapshot.select(
-            _normalised(pl.col(key_column), mapping.user_as, case_sensitive).alias(KEY),
+            comparable_key(pl.col(key_column), mapping.user_as, case_sensitive).alias(
+                KEY
+            ),
             pl.col("username").alias(USERNAME),
             *(value(name) for name in touched),
         ).filter(pl.col(KEY).is_not_null() & (pl.col(KEY) != ""))
@@ -219,7 +222,9 @@ class CurrentValues:
             frame = frame.hstack(found.drop(ROW).get_columns())
         else:
             frame = frame.with_columns(
-                _normalised(pl.col(USER), self.user_as, self.case_sensitive).alias(KEY)
+                comparable_key(pl.col(USER), self.user_as, self.case_sensitive).alias(
+                    KEY
+                )
             ).join(self.users, on=KEY, how="left", coalesce=True)
         if self.owners is not None:
             for name, table in self.owners.items():
@@ -259,7 +264,9 @@ class Aligner:
         self._owners = {
             name: Partitioned([KEY], sides=2) for name in current.snapshot_aliases
         }
-        self._key = _normalised(pl.col(USER), current.user_as, current.case_sensitive)
+        self._key = comparable_key(
+            pl.col(USER), current.user_as, current.case_sensitive
+        )
 
     def add(self, chunk: pl.DataFrame) -> None:
         """Add input rows (ROW, USER and the alias value columns)."""

@@ -395,8 +395,26 @@ DUPLICATE_LAST = _LAST
 
 
 def normalised_key(user_as: str, case_sensitive: bool | None) -> pl.Expr:
-    """The user key as Cognito compares it: case-folded unless it is exact."""
-    return comparable(pl.col(USER), user_as, case_sensitive)
+    """The user key as Cognito compares it (``comparable_key``)."""
+    return comparable_key(pl.col(USER), user_as, case_sensitive)
+
+
+def comparable_key(
+    value: pl.Expr, user_as: str, case_sensitive: bool | None
+) -> pl.Expr:
+    """A user key as the pool compares a Username: stripped, and case-folded
+    only where the pool folds it, so that two rows are one user here exactly
+    when they are one user to Cognito. Usernames, emails (and the
+    preferred_username a username key may be) fold only when
+    UsernameConfiguration.CaseSensitive is false; a pool described without it
+    is case-sensitive (CreateUserPool's default). Subs are UUIDs, in any case.
+    """
+    value = value.str.strip_chars()
+    if user_as == "sub" or (
+        case_sensitive is False and user_as in ("username", "email")
+    ):
+        return value.str.to_lowercase()
+    return value
 
 
 def find_duplicates(
@@ -511,8 +529,9 @@ def find_shared_values(values: Iterable[pl.DataFrame]) -> DuplicateIndex:
 
 
 def comparable(value: pl.Expr, kind: str, case_sensitive: bool | None) -> pl.Expr:
-    """A key or alias value as Cognito compares it: stripped, case-folded
-    (emails, subs, and usernames unless the pool's are case-sensitive)."""
+    """An alias value as compared for sharing: stripped, case-folded (emails,
+    one mailbox in any case; subs, and usernames unless the pool's are
+    case-sensitive). User keys: ``comparable_key``."""
     value = value.str.strip_chars()
     if kind in ("email", "sub") or (kind == "username" and not case_sensitive):
         return value.str.to_lowercase()
