@@ -26,10 +26,10 @@ How requests are served:
 - The attribute-write operations (AdminUpdateUserAttributes,
   AdminDeleteUserAttributes, UpdateUserAttributes, DeleteUserAttributes) are
   implemented here on moto's user objects, because moto's versions differ from
-  Cognito where this tool cares (below). AdminGetUser is resolved here (aliases,
-  sub) and then answered by moto.
+  Cognito where this tool cares (below). AdminGetUser's Username and GetUser's
+  token are resolved here, as the writes resolve them, and then answered by moto.
 - Every other operation of botocore's cognito-idp model (DescribeUserPool,
-  ListUsers, GetUser, CreateUserPoolClient, AdminInitiateAuth, ...) is answered
+  ListUsers, CreateUserPoolClient, AdminInitiateAuth, ...) is answered
   by moto, serialised by moto from that model. An operation outside the model
   gets UnknownOperationException from here: moto's own answer to one has
   changed between releases.
@@ -60,8 +60,12 @@ Where the emulation differs from Cognito (moto 5.2 plus this module):
   for changed auto-verified attributes; a verified email or phone alias set on
   one user moves off another user (AliasAttributes pools) or is refused with
   AliasExistsException (UsernameAttributes pools, verified or not); Admin*
-  operations accept the username (case-insensitively when
-  ``UsernameConfiguration.CaseSensitive`` is false), a verified alias, or the sub.
+  operations accept the username, a sign-in value (UsernameAttributes), a
+  preferred_username alias, a verified email or phone alias, or the sub; all but
+  the sub case-insensitively when ``UsernameConfiguration.CaseSensitive`` is false
+  (a pool without it is case-sensitive). AdminGetUser and GetUser find their
+  user exactly as the writes do. Users of a pool that signs in with email or
+  phone are created by that value, named by their sub.
 - Error messages for schema violations follow Cognito's ``user.<name>: ...`` form
   for unknown and immutable attributes; the wording for the other checks is this
   module's own (the codes are Cognito's).
@@ -72,7 +76,8 @@ Where the emulation differs from Cognito (moto 5.2 plus this module):
   signatures, ListUsers' eventual consistency and ``\\"`` escapes in its Filter.
 - Users seeded with `EmulatedPool.add_users` are CONFIRMED, bypassing
   AdminCreateUser's invitation flow. ``writes`` counts per real username (a UUID
-  in UsernameAttributes pools), whatever key the request named the user by.
+  in UsernameAttributes pools), whatever key the request named the user by;
+  ``reads`` counts the UserRead requests let through their quota.
 
 For tests, `EmulatedPool.handle` (every HTTP request) and `EmulatedPool.perform`
 (a request within its quota) are the hooks a subclass wraps; the fault injection
@@ -112,6 +117,9 @@ below and named by one test in tests/functional/test_sandbox.py
   MinValue) and invents empty ones.
 - the user's ``id`` (`_set_sub`): moto makes up every sub; runs keyed by sub
   need the input's.
+- the ``CognitoIdpUser`` model, ``UserStatus`` and the pool's ``users``
+  (`_create_confirmed_user`): moto's AdminCreateUser refuses sign-in emails
+  its own pattern does not know, and picks the UUID username itself.
 - the user's ``attributes`` list (`_replace_attributes`): moto's
   ``update_attributes`` only merges.
 - the pool's ``create_access_token`` and ``access_tokens`` (`_mint_access_token`,
@@ -363,7 +371,9 @@ class EmulatedPool:
     It serves from construction until `stop` (or the end of a ``with`` block).
     ``port`` 0 takes a free port; a port in use raises OSError. ``calls``
     counts requests per operation, ``writes`` the applied attribute writes per
-    username, ``throttled`` the requests answered TooManyRequestsException.
+    username, ``reads`` the UserRead requests (AdminGetUser, GetUser) let
+    through its quota, ``throttled`` the requests answered
+    TooManyRequestsException.
     """
 
     def __init__(
@@ -393,6 +403,7 @@ class EmulatedPool:
         }
         self._counters_lock = threading.Lock()
         self.writes: Counter[str] = Counter()
+        self.reads = 0
         self.calls: Counter[str] = Counter()
         self.throttled = 0
         self._stopped = False
@@ -521,15 +532,16 @@ class EmulatedPool:
             backend = self._backend
             subs = self._subs.setdefault(pool_id, {})
             folded = _folds_case(pool)
-            taken = {u.username.casefold() for u in pool.users.values()}
+            signs_in = pool.extended_config.get("UsernameAttributes") or []
+            taken = {_compared(u.username, folded) for u in pool.users.values()}
             for number, row in enumerate(users, start=1):
                 attributes = {k: v for k, v in row.items() if v not in (None, "")}
                 username = attributes.pop("username", None)
                 if username is None:
                     raise ConfigError(f"sandbox user {number} has no username")
-                if folded and username.casefold() in taken:
+                if _compared(username, folded) in taken:
                     raise ConfigError(f"sandbox user {username!r}: User already exists")
-                taken.add(username.casefold())
+                taken.add(_compared(username, folded))
                 sub = attributes.pop("sub", None)
                 unknown = sorted(set(attributes) - set(pool.schema_attributes))
                 if unknown:
@@ -537,6 +549,10 @@ class EmulatedPool:
                         f"sandbox user {username!r}: not in the pool schema: "
                         + ", ".join(unknown)
                     )
+                if signs_in:
+                    user = self._add_sign_in_user(pool, username, attributes, sub)
+                    subs[user.id] = user.username
+                    continue
                 try:
                     user = backend.admin_create_user(
                         pool_id,
@@ -553,6 +569,37 @@ class EmulatedPool:
                 if sub is not None:
                     _set_sub(user, sub)
                 subs[user.id] = user.username
+
+    @staticmethod
+    def _add_sign_in_user(
+        pool: CognitoIdpUserPool,
+        value: str,
+        attributes: dict[str, str],
+        sub: str | None,
+    ) -> CognitoIdpUser:
+        """A user of a pool that signs in with email or phone, created by that value.
+
+        As Cognito does: the value becomes the attribute it is (email, else
+        phone_number) and the username is the sub, a UUID. Not moto's
+        AdminCreateUser, which refuses emails its own pattern does not know
+        (non-ASCII, a digit in the top-level domain) that Cognito takes.
+        """
+        signs_in = pool.extended_config.get("UsernameAttributes") or []
+        formats = {"email": _EMAIL, "phone_number": _E164}
+        kind = next((name for name in signs_in if formats[name].fullmatch(value)), None)
+        if kind is None:
+            raise ConfigError(
+                f"sandbox user {value!r}: this pool signs in with "
+                f"{' or '.join(signs_in)}, and {value!r} is neither"
+            )
+        folded = _folds_case(pool)
+        for user in pool.users.values():
+            held = user.attribute_lookup.get(kind)
+            if held is not None and _compared(held, folded) == _compared(value, folded):
+                raise ConfigError(f"sandbox user {value!r}: User already exists")
+        return _create_confirmed_user(
+            pool, sub or str(uuid.uuid4()), {**attributes, kind: value}
+        )
 
     def seed(
         self,
@@ -578,7 +625,7 @@ class EmulatedPool:
         seen: set[str] = set()
         for row in rows:
             username = (row.get(username_column) or "").strip()
-            key = username.casefold() if folded else username
+            key = _compared(username, folded)
             if not username or key in seen:
                 continue
             seen.add(key)
@@ -624,11 +671,12 @@ class EmulatedPool:
             return set(self._pool(pool_id).schema_attributes)
 
     def counters(self) -> dict[str, Any]:
-        """A consistent copy of ``calls``, ``writes`` and ``throttled``."""
+        """A consistent copy of ``calls``, ``writes``, ``reads`` and ``throttled``."""
         with self._counters_lock:
             return {
                 "calls": dict(self.calls),
                 "writes": dict(self.writes),
+                "reads": self.reads,
                 "throttled": self.throttled,
             }
 
@@ -646,11 +694,17 @@ class EmulatedPool:
         operation = request.operation
         with self._counters_lock:
             self.calls[operation] += 1
-        bucket = self._buckets.get(CATEGORIES.get(operation, ""))
+        category = CATEGORIES.get(operation, "")
+        bucket = self._buckets.get(category)
         if bucket is not None and not bucket.try_acquire():
             with self._counters_lock:
                 self.throttled += 1
             return Reply.error(400, "TooManyRequestsException", "Rate exceeded")
+        if category == "UserRead":
+            # Counted as Cognito's quota counts them: every read let through,
+            # whether it finds its user or not.
+            with self._counters_lock:
+                self.reads += 1
         return self.perform(operation, request)
 
     def perform(self, operation: str, request: Request) -> Reply | None:
@@ -672,8 +726,11 @@ class EmulatedPool:
             try:
                 if own is None:
                     body = request.body
+                    # Reads find their user exactly as the writes do.
                     if operation == "AdminGetUser":
                         body = self._canonical_username(params)
+                    elif operation == "GetUser":
+                        self._token_user(_required(params, "AccessToken"))
                     return _moto_answer(
                         self._account, self.region, request.target, body
                     )
@@ -747,7 +804,11 @@ class EmulatedPool:
         return pool
 
     def _find_user(self, pool: CognitoIdpUserPool, name: str) -> CognitoIdpUser:
-        """The user a Username parameter names: username, verified alias or sub."""
+        """The user a Username parameter names: username, sign-in value, alias or sub.
+
+        Every operation that takes a Username resolves it here, reads
+        (AdminGetUser) as writes, so a read before a write finds the same user.
+        """
         user = pool.users.get(name)
         if user is not None:
             return user
@@ -756,20 +817,22 @@ class EmulatedPool:
             return pool.users[subs[name]]
         config = pool.extended_config
         folded = _folds_case(pool)
-        # Sign-in attributes (UsernameAttributes) always identify their user;
-        # email and phone aliases (AliasAttributes) only once verified.
-        signs_in = set(config.get("UsernameAttributes", [])) | {"preferred_username"}
-        aliases = set(config.get("AliasAttributes", [])) | signs_in
-        key = name.casefold() if folded else name
+        # Sign-in attributes (UsernameAttributes) and a preferred_username alias
+        # always identify their user; email and phone aliases only once verified.
+        configured = set(config.get("AliasAttributes") or [])
+        signs_in = set(config.get("UsernameAttributes") or [])
+        signs_in |= configured & {"preferred_username"}
+        aliases = configured | signs_in
+        key = _compared(name, folded)
         for candidate in pool.users.values():
             if candidate.id == name:
                 subs[name] = candidate.username
                 return candidate
-            if folded and candidate.username.casefold() == key:
+            if folded and _compared(candidate.username, folded) == key:
                 return candidate
             for alias in aliases:
                 value = candidate.attribute_lookup.get(alias)
-                if value is None or (value.casefold() if folded else value) != key:
+                if value is None or _compared(value, folded) != key:
                     continue
                 verified = candidate.attribute_lookup.get(f"{alias}_verified")
                 if alias in signs_in or _is_true(verified):
@@ -1006,6 +1069,15 @@ def _lines(problems: Sequence[str]) -> str:
     return "".join(f"{problem}\n" for problem in problems)
 
 
+def _compared(value: str, folded: bool) -> str:
+    """A username or alias value as the pool compares it.
+
+    Lower-cased like the run's own key comparison (validation.comparable_key),
+    so the sandbox and the run agree on which keys name one user.
+    """
+    return value.lower() if folded else value
+
+
 def _folds_case(pool: CognitoIdpUserPool) -> bool:
     """Whether usernames and aliases match case-insensitively in this pool."""
     config = pool.extended_config.get("UsernameConfiguration") or {}
@@ -1185,6 +1257,29 @@ def _set_sub(user: CognitoIdpUser, sub: str) -> None:
     """Internal: ``CognitoIdpUser.id`` is the sub moto reports."""
     user.id = sub
     user.update_attributes([{"Name": "sub", "Value": sub}])
+
+
+def _create_confirmed_user(
+    pool: CognitoIdpUserPool, username: str, attributes: Mapping[str, str]
+) -> CognitoIdpUser:
+    """A CONFIRMED user named ``username`` whose sub is ``username``.
+
+    Internal: the ``CognitoIdpUser`` model, ``UserStatus`` and ``pool.users``:
+    moto's AdminCreateUser checks a sign-in value against its own email
+    pattern, and names the user by a UUID of its choosing.
+    """
+    from moto.cognitoidp.models import CognitoIdpUser, UserStatus
+
+    user = CognitoIdpUser(
+        pool.id,
+        username,
+        None,
+        UserStatus.CONFIRMED,
+        [{"Name": k, "Value": v} for k, v in attributes.items()],
+    )
+    _set_sub(user, username)
+    pool.users[user.username] = user
+    return user
 
 
 def _replace_attributes(user: CognitoIdpUser, flat: dict[str, str]) -> None:
@@ -1535,15 +1630,27 @@ def sandbox_users(job: Job) -> list[dict[str, str]]:
             "--sandbox cannot seed users by sub (the emulated pool assigns its own "
             "subs); use a mapping keyed by username, email or phone_number"
         )
+    from migrate.validation import E164_PATTERN, EMAIL_PATTERN, normalised_key
+
     token = job.mapping.token_column
     columns = [pl.col(job.mapping.user_column).str.strip_chars().alias(USER)]
     if token is not None:
         columns.append(pl.col(token).str.strip_chars().alias(TOKEN))
+    # One user per key as the pool compares keys: two rows naming one user in
+    # different case are one user (the run reports them as duplicates), not
+    # two users the pool would refuse to create.
+    same_user = normalised_key(user_as, job.schema.case_sensitive)
+    usable = pl.col(USER).is_not_null() & (pl.col(USER) != "")
+    # A key that is no email (or phone number) is an invalid row, never sent:
+    # no user for it, and none the pool would refuse to create.
+    form = {"email": EMAIL_PATTERN, "phone_number": E164_PATTERN}.get(user_as)
+    if form is not None:
+        usable &= pl.col(USER).str.contains(form)
     frame = job.source.collect(
         job.source.scan()
         .select(columns)
-        .filter(pl.col(USER).is_not_null() & (pl.col(USER) != ""))
-        .unique(subset=[USER], keep="last", maintain_order=True)
+        .filter(usable)
+        .unique(subset=same_user, keep="last", maintain_order=True)
     )
     extra = {name: "legacy" for name in job.mapping.delete}
     verified = f"{user_as}_verified"

@@ -974,7 +974,14 @@ def test_each_emulated_pool_has_a_moto_account_of_its_own():
             for c in clients
         ]
         token = first.issue_access_token(one, "alice")
-        assert clients[1].get_user(AccessToken=token)["Username"] == "alice"
+        assert clients[0].get_user(AccessToken=token)["Username"] == "alice"
+        # A token is its own pool's: read and written through that pool only.
+        with pytest.raises(clients[1].exceptions.NotAuthorizedException):
+            clients[1].get_user(AccessToken=token)
+        with pytest.raises(clients[1].exceptions.NotAuthorizedException):
+            clients[1].update_user_attributes(
+                AccessToken=token, UserAttributes=[{"Name": "name", "Value": "x"}]
+            )
         for client in clients:
             client.close()
     assert names == [["alice"], ["bob"]]
@@ -1135,3 +1142,21 @@ def test_moto_internal_jwk_global_is_wrapped_to_import_the_key_once():
 
 def _b64(part: str) -> bytes:
     return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+def test_moto_internal_user_model_creates_a_confirmed_sign_in_user():
+    # A pool that signs in with email: the username is the sub, as in Cognito.
+    schema = _inline_schema()
+    schema["UserPool"].pop("AliasAttributes")
+    schema["UserPool"]["UsernameAttributes"] = ["email"]
+    with EmulatedPool(quotas=Quotas(user_update=None)) as pool:
+        pool_id = pool.create_pool(schema)
+        pool.add_users(pool_id, [{"username": "Ann@Example.com", "sub": ALICE["sub"]}])
+        client = _client(pool)
+        got = client.admin_get_user(UserPoolId=pool_id, Username="ann@example.com")
+        listed = client.list_users(UserPoolId=pool_id)["Users"]
+        client.close()
+    attributes = {a["Name"]: a["Value"] for a in got["UserAttributes"]}
+    assert (got["Username"], got["UserStatus"]) == (ALICE["sub"], "CONFIRMED")
+    assert (attributes["sub"], attributes["email"]) == (ALICE["sub"], "Ann@Example.com")
+    assert [u["Username"] for u in listed] == [ALICE["sub"]]
