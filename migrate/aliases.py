@@ -26,9 +26,10 @@ from dataclasses import dataclass, replace
 import polars as pl
 
 from migrate import spill
-from migrate.mapping import Mapping
+from migrate.mapping import Mapping, mapped_columns
 from migrate.records import ROW, USER, value_col
 from migrate.source import Source, cell_problem_col
+from migrate.spill import RowTable, RowTableBuilder
 from migrate.validation import (
     DUPLICATE_KEY,
     DUPLICATE_OWNER,
@@ -50,7 +51,8 @@ def key_chunks(
     """Per batch of the input: ROW, USER (the key as given, stripped) and,
     with ``names``, DUPLICATE_OWNER (the key as Cognito compares it) and per
     attribute of ``names`` a column of that name: its new value as Cognito
-    compares it, or null.
+    compares it, or null; and its ``mapped_columns`` as Mapping.apply made
+    them.
 
     The value is the mapped one even where the row is invalid (a number e164
     cannot read stays as written), as the planner sees it.
@@ -74,8 +76,15 @@ def key_chunks(
         _present(comparable(pl.col(value_col(name)), name, case_sensitive)).alias(name)
         for name in names
     ]
-    for chunk in _read(source, columns):
-        yield only.apply(chunk).select(pl.col(ROW), pl.col(USER), owner, *values)
+    mapped = [column for name in names for column in mapped_columns(name)]
+
+    def work(chunk: pl.DataFrame) -> pl.DataFrame:
+        return only.apply(chunk).select(
+            pl.col(ROW), pl.col(USER), owner, *values, *mapped
+        )
+
+    # Mapping (e164 above all) is most of the pass: two chunks at once.
+    yield from spill.ordered_map(work, _read(source, columns))
 
 
 #: CSV files up to this size are read by polars' scan, which reads only the
@@ -148,6 +157,13 @@ class WholeFile:
 
     users: DuplicateIndex
     aliases: dict[str, DuplicateIndex]
+    #: The alias attributes' mapped_columns by row, and KNOWN (true): mapped
+    #: once for the checks, they are not mapped again (None without aliases).
+    mapped: RowTable | None = None
+
+
+#: Column of WholeFile.mapped: true on every row the pass mapped.
+KNOWN = "__known"
 
 
 #: The pass's results by input (the Source a job read), with what they depend
@@ -191,10 +207,14 @@ def whole_file(
         return known
     users = DuplicateKeys(user_as=mapping.user_as, case_sensitive=case_sensitive)
     shared = {name: SharedValues() for name in names}
+    mapped = [column for name in names for column in mapped_columns(name)]
+    by_row = RowTableBuilder(dict.fromkeys(mapped, pl.String()) | {KNOWN: pl.Boolean()})
     for chunk in key_chunks(source, mapping, names, case_sensitive=case_sensitive):
         users.add(chunk)
         for name, found in shared.items():
             found.add(values_of(chunk, name))
+        if names:
+            by_row.add(chunk.select(ROW, *mapped, pl.lit(True).alias(KNOWN)))
         if also is not None:
             also(chunk)
     # Each check's own work (polars, without the GIL) runs beside the others:
@@ -205,6 +225,7 @@ def whole_file(
         result = WholeFile(
             users=duplicates.result(),
             aliases={name: future.result() for name, future in values.items()},
+            mapped=by_row.finish() if names else None,
         )
     _FOUND.setdefault(source, []).append(
         (mapping, tuple(names), case_sensitive, result)

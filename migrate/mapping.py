@@ -12,7 +12,8 @@ import re
 import string
 import tomllib
 from collections import abc
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
@@ -164,12 +165,32 @@ class Mapping:
             path=self.path,
         )
 
-    def apply(self, batch: pl.DataFrame) -> pl.DataFrame:
+    def apply(
+        self, batch: pl.DataFrame, *, known: pl.DataFrame | None = None
+    ) -> pl.DataFrame:
         """The batch as ROW, USER, [TOKEN], then each attribute's value and problem.
 
         Also ``cell_col(USER)`` and ``cell_col(name)`` per attribute: why a cell
         the value comes from has no text form (a NaN in a float column), or null.
+
+        ``known``: the ``mapped_columns`` of some attributes for the batch's
+        rows, in order, as this mapping made them (the whole-file pass maps
+        the alias attributes of every row before the run): those attributes
+        are not mapped again.
         """
+        names = (
+            [n for n in self.attributes if value_col(n) in known.columns]
+            if known is not None
+            else []
+        )
+        if not names:
+            return self._apply(batch, self._plan)
+        assert known is not None
+        frame = self._apply(batch, self._plan_without(tuple(names)))
+        given = [known.get_column(c) for n in names for c in mapped_columns(n)]
+        return frame.hstack(given).select(self._output_names)
+
+    def _apply(self, batch: pl.DataFrame, plan: _Plan) -> pl.DataFrame:
         if any(column not in batch.columns for column in self.source_columns()):
             self.check_columns(batch.columns, source="the input")
         # Only float columns of Parquet and JSON lines carry cell problems.
@@ -184,14 +205,14 @@ class Mapping:
             )
         # One chunk per column: polars zips columns whose chunks differ (as a
         # batch function's output and the streaming engine's do) very slowly.
-        frame = batch.lazy().select(self._plan.sources).collect().rechunk()
+        frame = batch.lazy().select(plan.sources).collect().rechunk()
         # Each transform step is its own with_columns so that a struct (and the
         # e164 batch function behind it) is computed once, not once per field.
-        for structs, unpack in self._plan.steps:
+        for structs, unpack in plan.steps:
             frame = (
                 frame.lazy().with_columns(structs).with_columns(unpack).collect()
             ).rechunk()
-        return frame.lazy().select(self._plan.outputs).collect()
+        return frame.lazy().select(plan.outputs).collect()
 
     def _column_uses(self) -> list[tuple[str, str]]:
         uses = [(self.user_column, "[user] column")]
@@ -209,6 +230,22 @@ class Mapping:
     def _plan(self) -> _Plan:
         return _compile(self)
 
+    @cached_property
+    def _output_names(self) -> list[str]:
+        return [expr.meta.output_name() for expr in self._plan.outputs]
+
+    @cached_property
+    def _plans(self) -> dict[tuple[str, ...], _Plan]:
+        return {}
+
+    def _plan_without(self, names: tuple[str, ...]) -> _Plan:
+        """The plan of the other attributes (their outputs, ROW and USER...)."""
+        plan = self._plans.get(names)
+        if plan is None:
+            rest = {n: r for n, r in self.attributes.items() if n not in names}
+            plan = self._plans[names] = _compile(replace(self, attributes=rest))
+        return plan
+
 
 # --- compiling ----------------------------------------------------------------
 
@@ -225,6 +262,11 @@ class _Plan:
 def cell_col(name: str) -> str:
     """Mapped-frame column: the cell problem behind ``name`` (an attribute or USER)."""
     return f"?{name}"
+
+
+def mapped_columns(name: str) -> tuple[str, str, str]:
+    """The mapped-frame columns of attribute ``name``: value, problem, cell."""
+    return value_col(name), problem_col(name), cell_col(name)
 
 
 def _original_col(attribute: str) -> str:
@@ -269,7 +311,8 @@ def _source(rule: AttributeRule) -> pl.Expr:
             pieces.append(pl.when(_is_blank(cell)).then(pl.lit("")).otherwise(cell))
     joined = pl.concat_str(pieces).str.replace_all(" {2,}", " ").str.strip_chars()
     all_blank = pl.all_horizontal(fields)
-    return pl.when(~all_blank & (joined.str.len_bytes() > 0)).then(joined)
+    # replace, not a test of joined's length: polars would build joined twice.
+    return pl.when(~all_blank).then(joined.replace("", None))
 
 
 def _cell_problem(rule: AttributeRule) -> pl.Expr:
@@ -291,6 +334,39 @@ def _finish_value(value: pl.Expr, rule: AttributeRule) -> pl.Expr:
     return pl.when(value.str.len_bytes() > 0).then(value)
 
 
+#: Never-failing transforms applied one after the other to a value.
+Chain = Callable[[pl.Expr], pl.Expr]
+
+
+def _stages(rule: AttributeRule) -> tuple[Chain, list[tuple[str, Chain]]]:
+    """A rule's transforms as the chain of never-failing ones that comes first,
+    then each transform that may fail with the never-failing ones after it.
+
+    Only a transform that may fail needs its struct (and a step of its own,
+    so that it is computed once); the others are chained onto the value.
+    """
+    first: list[Chain] = []
+    rest: list[tuple[str, list[Chain]]] = []
+    for name in rule.transform:
+        value = TRANSFORMS[name].value
+        if value is None:
+            rest.append((name, []))
+        elif rest:
+            rest[-1][1].append(value)
+        else:
+            first.append(value)
+    return _chain(first), [(name, _chain(after)) for name, after in rest]
+
+
+def _chain(transforms: abc.Sequence[Chain]) -> Chain:
+    def chained(value: pl.Expr) -> pl.Expr:
+        for transform in transforms:
+            value = transform(value)
+        return value
+
+    return chained
+
+
 def _compile(mapping: Mapping) -> _Plan:
     sources = [
         pl.col(ROW),
@@ -302,30 +378,32 @@ def _compile(mapping: Mapping) -> _Plan:
         sources.append(_stripped_key(mapping.token_column).alias(TOKEN))
         outputs.append(pl.col(TOKEN))
     outputs.append(pl.col(cell_col(USER)))
+    stages = {name: _stages(rule) for name, rule in mapping.attributes.items()}
     for name, rule in mapping.attributes.items():
         source = _source(rule)
-        sources.append(source.alias(value_col(name)))
+        first, rest = stages[name]
+        sources.append(first(source).alias(value_col(name)))
         sources.append(_cell_problem(rule).alias(cell_col(name)))
-        if rule.transform:
+        if rest:
             sources.append(source.alias(_original_col(name)))
             sources.append(pl.lit(None, dtype=pl.String).alias(problem_col(name)))
     steps: list[tuple[list[pl.Expr], list[pl.Expr]]] = []
-    depth = max(
-        (len(rule.transform) for rule in mapping.attributes.values()), default=0
-    )
+    depth = max((len(rest) for _, rest in stages.values()), default=0)
     for step in range(depth):
         structs: list[pl.Expr] = []
         unpack: list[pl.Expr] = []
         for name, rule in mapping.attributes.items():
-            if step >= len(rule.transform):
+            rest = stages[name][1]
+            if step >= len(rest):
                 continue
-            build = TRANSFORMS[rule.transform[step]].build
+            transform, after = rest[step]
+            build = TRANSFORMS[transform].build
             struct = pl.col(_struct_col(name))
             structs.append(
                 build(pl.col(value_col(name)), rule.options()).alias(_struct_col(name))
             )
             unpack += [
-                struct.struct.field(VALUE).alias(value_col(name)),
+                after(struct.struct.field(VALUE)).alias(value_col(name)),
                 pl.coalesce(
                     pl.col(problem_col(name)), struct.struct.field(PROBLEM)
                 ).alias(problem_col(name)),
@@ -333,7 +411,7 @@ def _compile(mapping: Mapping) -> _Plan:
         steps.append((structs, unpack))
     for name, rule in mapping.attributes.items():
         value = _finish_value(pl.col(value_col(name)), rule)
-        if rule.transform:
+        if stages[name][1]:
             problem = pl.col(problem_col(name))
             value = (
                 pl.when(problem.is_null())

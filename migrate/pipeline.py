@@ -10,16 +10,14 @@ from __future__ import annotations
 import itertools
 import re
 import threading
-from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol, TypeVar, runtime_checkable
 
 import polars as pl
 
-from migrate.aliases import WholeFile, whole_file
+from migrate.aliases import KNOWN, WholeFile, whole_file
 from migrate.background import Background
 from migrate.checkpoint import Ledger
 from migrate.execution import ExecutionConfig, ExecutionStats, Executor, UserPoolClient
@@ -40,6 +38,7 @@ from migrate.report import (
 )
 from migrate.schema import PoolSchema
 from migrate.source import Source, SourceOptions, open_source
+from migrate.spill import ordered_map
 from migrate.validation import DuplicateIndex, Validator, check_mapping
 
 #: Input columns never copied into reports: their names say they hold secrets.
@@ -123,6 +122,15 @@ class Job:
         if not self.alias_attributes:
             return {}
         return dict(self._whole_file().aliases)
+
+    def mapped(self, batch: pl.DataFrame) -> pl.DataFrame:
+        """The batch mapped (Mapping.apply), reusing the alias attributes'
+        columns the whole-file pass mapped already (e164 is the costly part)."""
+        table = self._whole_file().mapped if self.alias_attributes else None
+        known = None if table is None else table.lookup(batch.get_column(ROW))
+        if known is not None and known.get_column(KNOWN).null_count():
+            known = None  # a row the pass did not see: map it all here
+        return self.mapping.apply(batch, known=known)
 
     def _whole_file(
         self, also: Callable[[pl.DataFrame], None] | None = None
@@ -217,7 +225,7 @@ def dry_run(
     stamp = now()
 
     def decide(batch: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-        mapped = job.mapping.apply(batch)
+        mapped = job.mapped(batch)
         with lock:  # the validator counts problems as it goes
             validated = validator.validate(mapped)
         return batch, planner.plan(validated, dry_run=True)
@@ -316,16 +324,7 @@ R = TypeVar("R")
 
 def _in_parallel(work: Callable[[T], R], inputs: Iterable[T]) -> Iterator[R]:
     """``map(work, inputs)`` on a few threads, in order, a bounded step ahead."""
-    with ThreadPoolExecutor(
-        max_workers=DRY_RUN_THREADS, thread_name_prefix="migrate-plan"
-    ) as pool:
-        pending: deque[Future[R]] = deque()
-        for item in inputs:
-            pending.append(pool.submit(work, item))
-            if len(pending) > DRY_RUN_THREADS:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+    return ordered_map(work, inputs, DRY_RUN_THREADS)
 
 
 def _validator(job: Job) -> Validator:

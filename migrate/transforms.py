@@ -50,6 +50,9 @@ class Transform:
     name: str
     summary: str
     build: Builder
+    #: The value alone, for a transform that can never fail (strip, lower...):
+    #: a mapping chains it onto the value instead of building the struct.
+    value: Callable[[pl.Expr], pl.Expr] | None = None
     #: Names of the TransformOptions fields this transform reads.
     options: frozenset[str] = frozenset()
     #: Returns a message when the options cannot work (checked at mapping load).
@@ -71,24 +74,33 @@ def _quoted(value: pl.Expr, message: str) -> pl.Expr:
 # --- text ---------------------------------------------------------------------
 
 
-def _strip(value: pl.Expr, options: TransformOptions) -> pl.Expr:
-    return _result(value.str.strip_chars())
+def _strip_value(value: pl.Expr) -> pl.Expr:
+    return value.str.strip_chars()
 
 
-def _lower(value: pl.Expr, options: TransformOptions) -> pl.Expr:
-    return _result(value.str.to_lowercase())
+def _lower_value(value: pl.Expr) -> pl.Expr:
+    return value.str.to_lowercase()
 
 
-def _upper(value: pl.Expr, options: TransformOptions) -> pl.Expr:
-    return _result(value.str.to_uppercase())
+def _upper_value(value: pl.Expr) -> pl.Expr:
+    return value.str.to_uppercase()
 
 
-def _title(value: pl.Expr, options: TransformOptions) -> pl.Expr:
-    return _result(value.str.to_titlecase())
+def _title_value(value: pl.Expr) -> pl.Expr:
+    return value.str.to_titlecase()
 
 
-def _squeeze(value: pl.Expr, options: TransformOptions) -> pl.Expr:
-    return _result(value.str.replace_all(r"\s+", " ").str.strip_chars())
+def _squeeze_value(value: pl.Expr) -> pl.Expr:
+    return value.str.replace_all(r"\s+", " ").str.strip_chars()
+
+
+def _never_fails(transform: Callable[[pl.Expr], pl.Expr]) -> Builder:
+    """The Builder of a transform that has no problems to report."""
+
+    def build(value: pl.Expr, options: TransformOptions) -> pl.Expr:
+        return _result(transform(value))
+
+    return build
 
 
 # --- bool ---------------------------------------------------------------------
@@ -411,10 +423,10 @@ class _PhoneTables:
     country_code: str
     #: National prefixes at the start of "KEY#number".
     national_prefix: str
-    #: General and number-type patterns, each with its lengths, on
-    #: "KEY#length#number".
-    general: str
-    types: str
+    #: General and number-type patterns of each region key, each with its
+    #: lengths, as alternatives on "KEY#length#number" (see _validity).
+    general: Mapping[str, str]
+    types: Mapping[str, str]
     #: Leading digits of the regions that share a calling code, on "CC#number":
     #: all of them (any_leading), and one capture group per region, in
     #: metadata order, so the first group to match names the region
@@ -459,19 +471,23 @@ def _tables() -> _PhoneTables:
         national_prefix=_alternatives(
             f"{r.key}#(?:{r.national_prefix})" for r in values if r.national_prefix
         ),
-        general=_alternatives(
-            f"{r.key}#{_lengths(r.general.lengths)}#(?:{r.general.body})"
-            for r in values
-            if r.general and r.types
-        )
-        + "$",
-        types=_alternatives(
-            f"{r.key}#{_lengths(desc.lengths)}#(?:{desc.body})"
-            for r in values
-            if r.general
-            for desc in r.types
-        )
-        + "$",
+        general=MappingProxyType(
+            {
+                r.key: f"{r.key}#{_lengths(r.general.lengths)}#(?:{r.general.body})"
+                for r in values
+                if r.general and r.types
+            }
+        ),
+        types=MappingProxyType(
+            {
+                r.key: "|".join(
+                    f"{r.key}#{_lengths(desc.lengths)}#(?:{desc.body})"
+                    for desc in r.types
+                )
+                for r in values
+                if r.general and r.types
+            }
+        ),
         any_leading=_alternatives(f"{code}#(?:{ld})" for code, _, ld in leading),
         leading=_alternatives(f"{code}#(?:{ld})()" for code, _, ld in leading),
         leading_keys=tuple(key for _, key, _ in leading),
@@ -500,6 +516,27 @@ def _tables() -> _PhoneTables:
 
 def _alternatives(patterns: Iterable[str]) -> str:
     return "^(?:" + "|".join(patterns) + ")"
+
+
+@functools.lru_cache(maxsize=256)
+def _validity(keys: frozenset[str]) -> tuple[str, str]:
+    """The general and number-type patterns of the regions ``keys`` only.
+
+    Every region's patterns in one alternation come to 100 KB, which polars
+    compiles in 60-90 ms, and its regex cache is small enough that the other
+    patterns of a run evict it: a batch's numbers usually belong to a region
+    or two, whose patterns compile in well under a millisecond.
+    """
+    tables = _tables()
+    general = [tables.general[key] for key in sorted(keys) if key in tables.general]
+    if not general:
+        return _NEVER, _NEVER
+    types = [tables.types[key] for key in sorted(keys) if key in tables.types]
+    return _alternatives(general) + "$", _alternatives(types) + "$"
+
+
+#: A pattern that matches no text.
+_NEVER = "^$x"
 
 
 def region_problem(region: str) -> str | None:
@@ -721,7 +758,12 @@ def _valid_numbers(frame: pl.DataFrame) -> pl.DataFrame:
     number, key = pl.col("n"), pl.col("key")
     size = number.str.len_chars().cast(pl.String)
     long_key = pl.concat_str(key, pl.lit("#"), size, pl.lit("#"), number)
-    ok = long_key.str.contains(tables.general) & long_key.str.contains(tables.types)
+
+    def ok(keys: Iterable[str | None]) -> pl.Expr:
+        """Whether the number is valid in its region (one of ``keys``)."""
+        general, types = _validity(frozenset(k for k in keys if k is not None))
+        return long_key.str.contains(general) & long_key.str.contains(types)
+
     at = key.replace_strict(tables.position, default=None, return_dtype=pl.Int64)
     e164 = pl.concat_str(pl.lit("+"), "cc", "n")
     # Until leading digits are looked at, the first region that has them.
@@ -731,7 +773,8 @@ def _valid_numbers(frame: pl.DataFrame) -> pl.DataFrame:
     valid = [pl.DataFrame(schema={"i": pl.UInt32, "e164": pl.String})]
     looked = False
     for regions in tables.plain:
-        if not set(frame.get_column("cc").unique()).intersection(regions):
+        codes = set(frame.get_column("cc").unique()).intersection(regions)
+        if not codes:
             break
         plain = pl.col("cc").replace_strict(
             regions, default=None, return_dtype=pl.String
@@ -745,7 +788,7 @@ def _valid_numbers(frame: pl.DataFrame) -> pl.DataFrame:
         checked = (
             frame.lazy()
             .with_columns(key=plain)
-            .with_columns(ok=(now & ok).fill_null(False))
+            .with_columns(ok=(now & ok(regions[c] for c in codes)).fill_null(False))
             .collect()
         )
         valid.append(checked.filter("ok").select("i", e164=e164))
@@ -754,8 +797,9 @@ def _valid_numbers(frame: pl.DataFrame) -> pl.DataFrame:
         return pl.concat(valid)
     if not looked:
         frame = _leading(frame)
-    decided = frame.lazy().filter(pl.col("lead").is_not_null()).with_columns(key="lead")
-    valid.append(decided.filter(ok).select("i", e164=e164).collect())
+    decided = frame.filter(pl.col("lead").is_not_null()).with_columns(key="lead")
+    leads = decided.get_column("key").unique()
+    valid.append(decided.filter(ok(leads)).select("i", e164=e164))
     return pl.concat(valid)
 
 
@@ -906,19 +950,32 @@ TRANSFORMS: Mapping[str, Transform] = MappingProxyType(
             Transform(
                 name="strip",
                 summary="remove whitespace at both ends",
-                build=_strip,
+                build=_never_fails(_strip_value),
+                value=_strip_value,
             ),
-            Transform(name="lower", summary="lower-case", build=_lower),
-            Transform(name="upper", summary="upper-case", build=_upper),
+            Transform(
+                name="lower",
+                summary="lower-case",
+                build=_never_fails(_lower_value),
+                value=_lower_value,
+            ),
+            Transform(
+                name="upper",
+                summary="upper-case",
+                build=_never_fails(_upper_value),
+                value=_upper_value,
+            ),
             Transform(
                 name="title",
                 summary="capitalise each word (ada lovelace -> Ada Lovelace)",
-                build=_title,
+                build=_never_fails(_title_value),
+                value=_title_value,
             ),
             Transform(
                 name="squeeze",
                 summary="turn every run of whitespace into one space; strip the ends",
-                build=_squeeze,
+                build=_never_fails(_squeeze_value),
+                value=_squeeze_value,
             ),
             Transform(
                 name="bool",
