@@ -64,8 +64,20 @@ FINAL_STATUSES: frozenset[str] = frozenset(
         Status.INVALID,
         Status.FAILED,
         Status.WOULD_UPDATE,
+        Status.CONFLICT,
     }
 )
+
+
+def _final(*, retry_failed: bool, retry_conflicts: bool) -> list[str]:
+    """The statuses a run leaves alone: a resume's, or a forced rollback's."""
+    final = set(FINAL_STATUSES)
+    if retry_failed:
+        final.discard(Status.FAILED)
+    if retry_conflicts:
+        final.discard(Status.CONFLICT)
+    return sorted(final)
+
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -152,6 +164,8 @@ _SPEC_TYPES: dict[str, tuple[type, ...]] = {
     "concurrency": (int, type(None)),
     "max_attempts": (int, type(None)),
     "rate": (int, float, type(None)),
+    "read_rate": (int, float, type(None)),
+    "read_before_write": (bool,),
 }
 
 
@@ -590,16 +604,16 @@ class Ledger:
         if self._pending and time.monotonic() - self._last_commit >= COMMIT_INTERVAL:
             self._hand_over()
 
-    def prior_attempts(self, *, retry_failed: bool = False) -> dict[int, int]:
+    def prior_attempts(
+        self, *, retry_failed: bool = False, retry_conflicts: bool = False
+    ) -> dict[int, int]:
         """Attempts already made for the rows a resume sends again, by row."""
-        final = set(FINAL_STATUSES)
-        if retry_failed:
-            final.discard(Status.FAILED)
+        final = _final(retry_failed=retry_failed, retry_conflicts=retry_conflicts)
         marks = ",".join("?" * len(final))
         cursor = self._settled().execute(
             f"SELECT row, attempts FROM outcomes WHERE attempts > 0 "
             f"AND status NOT IN ({marks})",
-            sorted(final),
+            final,
         )
         return dict(cursor.fetchall())
 
@@ -690,14 +704,14 @@ class Ledger:
                 f"`cognito-migrate resume {self.path}` to continue"
             ) from error
 
-    def done_rows(self, *, retry_failed: bool = False) -> list[int]:
+    def done_rows(
+        self, *, retry_failed: bool = False, retry_conflicts: bool = False
+    ) -> list[int]:
         """Row numbers a resume must not send again."""
-        final = set(FINAL_STATUSES)
-        if retry_failed:
-            final.discard(Status.FAILED)
+        final = _final(retry_failed=retry_failed, retry_conflicts=retry_conflicts)
         marks = ",".join("?" * len(final))
         cursor = self._settled().execute(
-            f"SELECT row FROM outcomes WHERE status IN ({marks})", sorted(final)
+            f"SELECT row FROM outcomes WHERE status IN ({marks})", final
         )
         return [row for (row,) in cursor]
 
@@ -759,6 +773,18 @@ class Ledger:
             "WHERE row BETWEEN ? AND ? ORDER BY row",
             (first_row, last_row),
         )
+
+    def updated_count(self) -> int:
+        """How many rows `updated_rows` yields."""
+        (count,) = (
+            self._settled()
+            .execute(
+                "SELECT COUNT(*) FROM outcomes WHERE status = ? OR changed != '[]'",
+                (Status.UPDATED.value,),
+            )
+            .fetchone()
+        )
+        return int(count)
 
     def updated_rows(self) -> Iterator[tuple[int, str, str, dict[str, str], Any]]:
         """(row, user, username, sent, before) of every row that changed a user.

@@ -30,7 +30,10 @@ from migrate.execution import (
     DEFAULT_CONCURRENCY,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_RATE,
+    DEFAULT_READ_RATE,
     RATE_WARNING,
+    READ_RATE_WARNING,
+    USER_READ_QUOTA,
     USER_UPDATE_QUOTA,
     ExecutionConfig,
     ExecutionStats,
@@ -180,6 +183,15 @@ rate_options = _options(
         show_default=True,
         help="Attempts per call before a row is failed_retryable.",
     ),
+    click.option(
+        "--read-rate",
+        type=float,
+        default=DEFAULT_READ_RATE,
+        show_default=True,
+        help="Reads per second (AdminGetUser, one per user just before its "
+        f"write): the UserRead quota, {USER_READ_QUOTA:g}/s, apart from the "
+        "writes'.",
+    ),
     click.option("-q", "--quiet", is_flag=True, help="No progress, only the summary."),
 )
 
@@ -197,6 +209,9 @@ recorded_rate_options = _options(
         "--max-attempts",
         type=int,
         help="Attempts per call (default: as recorded).",
+    ),
+    click.option(
+        "--read-rate", type=float, help="Reads per second (default: as recorded)."
     ),
     click.option("-q", "--quiet", is_flag=True, help="No progress, only the summary."),
     click.option(
@@ -241,12 +256,19 @@ def _warn(message: str) -> None:
     click.secho(f"Warning: {message}", fg="yellow", err=True)
 
 
-def _rate_warning(rate: float) -> None:
-    if rate > RATE_WARNING:
+def _rate_warning(execution: ExecutionConfig) -> None:
+    if execution.rate > RATE_WARNING:
         _warn(
-            f"--rate {rate:g} is close to or above the {USER_UPDATE_QUOTA:g}/s "
-            "UserUpdate quota, which is shared by every app in this account and "
-            "region: production profile updates may be throttled while this runs"
+            f"--rate {execution.rate:g} is close to or above the "
+            f"{USER_UPDATE_QUOTA:g}/s UserUpdate quota, which is shared by every "
+            "app in this account and region: production profile updates may be "
+            "throttled while this runs"
+        )
+    if execution.read_before_write and execution.read_rate > READ_RATE_WARNING:
+        _warn(
+            f"--read-rate {execution.read_rate:g} is more than half the "
+            f"{USER_READ_QUOTA:g}/s UserRead quota, which sign-ins and "
+            "production reads of users share"
         )
 
 
@@ -401,13 +423,19 @@ def _ask(question: str) -> None:
         raise CommandError("cancelled; nothing was sent", EXIT_USAGE)
 
 
-def _confirm(job: Job, *, yes: bool, what: str) -> None:
+def _confirm(job: Job, *, yes: bool, what: str, undoable: bool = True) -> None:
     """Ask before changes with side effects; refuse without a terminal."""
     touches = {"email", "phone_number"} & set(job.mapping.attributes)
     deletes = bool(job.mapping.delete) or job.mapping.blank == "delete"
-    if not (touches or deletes) or yes:
+    if not (touches or deletes or not undoable) or yes:
         return  # with --yes, the warnings close the run's summary
     click.echo(f"This {what} will:", err=True)
+    if not undoable:
+        click.echo(
+            "  - record no before-values (--no-read-before-write without --diff): "
+            "it cannot be rolled back",
+            err=True,
+        )
     for name in sorted(touches):
         flag = job.mapping.attributes.get(f"{name}_verified")
         if flag is not None and (flag.value or "").lower() == "true":
@@ -426,9 +454,13 @@ def _confirm(job: Job, *, yes: bool, what: str) -> None:
     for warning in job.warnings:
         click.echo(f"  - {warning}", err=True)
     if not sys.stdin.isatty():
+        why = (
+            "changes email/phone numbers or deletes attributes"
+            if touches or deletes
+            else "cannot be rolled back"
+        )
         raise CommandError(
-            "this run changes email/phone numbers or deletes attributes; "
-            "re-run with --yes to confirm (no terminal to ask on)",
+            f"this run {why}; re-run with --yes to confirm (no terminal to ask on)",
             EXIT_USAGE,
         )
     if not click.confirm("Continue?", default=False, err=True):
@@ -539,7 +571,17 @@ def validate(
     "--diff.",
 )
 @click.option(
-    "-y", "--yes", is_flag=True, help="Don't ask before email/phone changes or deletes."
+    "--no-read-before-write",
+    is_flag=True,
+    help="Don't read each user just before its write: no exact before-values, "
+    "so the job cannot be rolled back (unless --diff gave a snapshot's).",
+)
+@click.option(
+    "-y",
+    "--yes",
+    is_flag=True,
+    help="Don't ask before email/phone changes, deletes or a job that cannot "
+    "be undone.",
 )
 def run(
     input_path: Path,
@@ -558,9 +600,11 @@ def run(
     rate: float,
     concurrency: int,
     max_attempts: int,
+    read_rate: float,
     quiet: bool,
     diff: bool,
     snapshot_path: Path | None,
+    no_read_before_write: bool,
     yes: bool,
 ) -> None:
     """Run the migration: validate, plan, send with checkpoints, report.
@@ -583,7 +627,11 @@ def run(
         job_path=job_path,
         report_path=report_path,
         execution=ExecutionConfig(
-            rate=rate, concurrency=concurrency, max_attempts=max_attempts
+            rate=rate,
+            concurrency=concurrency,
+            max_attempts=max_attempts,
+            read_rate=read_rate,
+            read_before_write=not no_read_before_write,
         ),
         diff=diff or snapshot_path is not None,
         snapshot_path=snapshot_path,
@@ -594,7 +642,7 @@ def run(
             result = jobs.dry_run(request, console)
         _print_summary(result)
         sys.exit(result.exit_code)
-    _rate_warning(rate)
+    _rate_warning(request.execution)
     if sandbox:
         with (
             jobs.sandbox_run(request, console) as prepared,
@@ -603,7 +651,12 @@ def run(
             outcome = prepared.execute()
         _conclude(outcome)
     prepared = jobs.prepare_run(request, console)
-    _confirm(prepared.job, yes=yes, what="run")
+    _confirm(
+        prepared.job,
+        yes=yes,
+        what="run",
+        undoable=request.execution.read_before_write or prepared.spec.diff,
+    )
     with _interrupts(prepared.report_path):
         outcome = prepared.execute()
     _conclude(outcome)
@@ -676,6 +729,7 @@ def resume(
     rate: float | None,
     concurrency: int | None,
     max_attempts: int | None,
+    read_rate: float | None,
     quiet: bool,
     yes: bool,
 ) -> None:
@@ -691,11 +745,14 @@ def resume(
         aws=AwsOptions(profile=profile, region=region, endpoint_url=endpoint_url),
         report_path=report_path,
         rates=jobs.RateOverrides(
-            rate=rate, concurrency=concurrency, max_attempts=max_attempts
+            rate=rate,
+            concurrency=concurrency,
+            max_attempts=max_attempts,
+            read_rate=read_rate,
         ),
         retry_failed=retry_failed,
     )
-    _rate_warning(prepared.execution.rate)
+    _rate_warning(prepared.execution)
     with _interrupts(prepared.report_path):
         outcome = prepared.execute()
     _conclude(outcome)
@@ -831,6 +888,11 @@ def snapshot(
 )
 @recorded_connection_options
 @rate_options
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Restore users changed since the job too (else: conflict, left alone).",
+)
 @click.option("-y", "--yes", is_flag=True, help="Don't ask before writing.")
 def rollback(
     job_path: Path,
@@ -843,15 +905,20 @@ def rollback(
     rate: float,
     concurrency: int,
     max_attempts: int,
+    read_rate: float,
     quiet: bool,
+    force: bool,
     yes: bool,
 ) -> None:
-    """Undo a job from the before-values it recorded (jobs run with --diff).
+    """Undo a job from the before-values it recorded.
 
-    Restores the old value of every attribute the job set and deletes the
-    attributes it created, for the rows it updated (an interrupted job is
-    undone exactly as far as it got). Runs as a new durable job with its own
-    job file and report; `resume` continues it.
+    Restores the old value of every attribute the job set, sets back what it
+    deleted and deletes what it created, for the rows it changed (an
+    interrupted job is undone exactly as far as it got). Each user is read
+    first: where an attribute no longer holds what the job left, someone
+    changed it since, and the row is a conflict, left alone (--force restores
+    it anyway). Runs as a new durable job with its own job file and report;
+    run the same command again to continue it.
     """
     prepared = jobs.prepare_rollback(
         job_path,
@@ -860,18 +927,22 @@ def rollback(
         report_path=report_path,
         aws=AwsOptions(profile=profile, region=region, endpoint_url=endpoint_url),
         execution=ExecutionConfig(
-            rate=rate, concurrency=concurrency, max_attempts=max_attempts
+            rate=rate,
+            concurrency=concurrency,
+            max_attempts=max_attempts,
+            read_rate=read_rate,
         ),
         dry_run=dry_run,
+        force=force,
     )
     if dry_run:
         summary = jobs.preview_rollback(prepared)
         click.echo(summary.render())
         click.echo(f"Report: {prepared.report_path}")
         return
-    if not yes and prepared.items:
+    if not yes and prepared.count:
         _ask(
-            f"Roll back {len(prepared.items):,} users of {job_path} in pool "
+            f"Roll back {prepared.count:,} users of {job_path} in pool "
             f"{prepared.spec.pool_id}?"
         )
     with _interrupts(prepared.report_path):
@@ -900,10 +971,11 @@ def policy(
 
     \b
     validate    DescribeUserPool
-    run/resume  DescribeUserPool, AdminUpdateUserAttributes,
+    run/resume  DescribeUserPool, AdminGetUser, AdminUpdateUserAttributes,
                 AdminDeleteUserAttributes (+ ListUsers with --diff)
     snapshot    DescribeUserPool, ListUsers
-    rollback    AdminUpdateUserAttributes, AdminDeleteUserAttributes
+    rollback    AdminGetUser, AdminUpdateUserAttributes,
+                AdminDeleteUserAttributes
     """
     click.echo(
         policy_json(

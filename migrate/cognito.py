@@ -797,6 +797,28 @@ class UserPool:
             ),
         )
 
+    def read(self, item: WorkItem) -> CallResult:
+        """The user's attributes now, in ``attributes``; errors come back as data.
+
+        AdminGetUser, or GetUser with the row's access token: the UserRead
+        quota, apart from the writes' UserUpdate quota.
+        """
+        api: Api = self._api
+        try:
+            if api == "admin":
+                assert self._pool_id is not None
+                response: Mapping[str, Any] = self._client.admin_get_user(
+                    UserPoolId=self._pool_id, Username=item.user
+                )
+            else:
+                if not item.token:
+                    return _missing_token()
+                with _token_in_flight(item.token):
+                    response = self._client.get_user(AccessToken=item.token)
+        except (ClientError, BotoCoreError) as exc:
+            return CallResult(error=classify(exc, api=api, secrets=[item.token]))
+        return _read_answer(response)
+
     def _send(
         self,
         item: WorkItem,
@@ -858,6 +880,30 @@ class UserPool:
             return UserPage(users=[], next_token=None, error=classify(exc, api="admin"))
         users = [dict(user) for user in response.get("Users", [])]
         return UserPage(users=users, next_token=response.get("PaginationToken") or None)
+
+
+def _read_answer(response: Mapping[str, Any]) -> CallResult:
+    """A read's attributes, or a retryable error when the answer lacks them.
+
+    An answer without the user (an empty body passes the response guard when
+    it has a request id) must not read as a user with no attributes: the
+    diff would send everything and a rollback would delete what it restores.
+    """
+    entries = response.get("UserAttributes", [])
+    if not isinstance(response.get("Username"), str) or not all(
+        isinstance(entry.get("Name"), str) for entry in entries
+    ):
+        return CallResult(
+            error=CallError(
+                code=MALFORMED_RESPONSE,
+                message="the read's answer names no user or an attribute without "
+                "a name",
+                kind="retryable",
+            )
+        )
+    return CallResult(
+        attributes={entry["Name"]: entry.get("Value", "") for entry in entries}
+    )
 
 
 def _missing_token() -> CallResult:

@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+from migrate.compare import FLAG_OF, conflict_message, conflicts, narrow
 from migrate.errors import ConfigError, FatalError, RepeatedFailureError
 from migrate.ratelimit import AdaptiveRate, Clock, SystemClock, TokenBucket
 from migrate.records import CallError, CallResult, Outcome, Status, WorkItem, utc_now
@@ -38,6 +39,13 @@ DEFAULT_RATE = 10.0
 RATE_WARNING = 20.0
 #: The account-wide UserUpdate quota (requests/s, not adjustable).
 USER_UPDATE_QUOTA = 25.0
+#: Default reads/s (AdminGetUser/GetUser): a third of the UserRead quota, so
+#: that production keeps the rest.
+DEFAULT_READ_RATE = 40.0
+#: Above this, warn: half the UserRead quota.
+READ_RATE_WARNING = 60.0
+#: The account-wide UserRead quota (requests/s, adjustable).
+USER_READ_QUOTA = 120.0
 DEFAULT_CONCURRENCY = 8
 DEFAULT_MAX_ATTEMPTS = 8
 #: Identical per-user errors in a row that mean "every row will fail": a broken
@@ -48,7 +56,10 @@ _TICK = 0.1
 
 
 class UserPoolClient(Protocol):
-    """What the executor needs from Cognito: one call per kind of change."""
+    """What the executor needs from Cognito: a read and one call per change."""
+
+    def read(self, item: WorkItem) -> CallResult:
+        """The user's attributes now (``CallResult.attributes``)."""
 
     def update(self, item: WorkItem) -> CallResult:
         """Set ``item.set_attributes`` on the user."""
@@ -66,12 +77,24 @@ class ExecutionConfig:
     concurrency: int = DEFAULT_CONCURRENCY
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     max_consecutive_errors: int = DEFAULT_MAX_CONSECUTIVE_ERRORS
+    #: Read each user just before its write (see migrate.compare).
+    read_before_write: bool = True
+    read_rate: float = DEFAULT_READ_RATE
+    #: A rollback's: restore even where the user changed since (no conflicts).
+    force: bool = False
+    #: False: read and compare, never write (a rollback's dry run).
+    writes: bool = True
 
     def __post_init__(self) -> None:
-        if not math.isfinite(self.rate):
-            raise ConfigError(f"--rate must be a number of requests/s, not {self.rate}")
-        if not self.rate > 0:
-            raise ConfigError(f"--rate must be above 0 requests/s, not {self.rate:g}")
+        for option, rate in (("--rate", self.rate), ("--read-rate", self.read_rate)):
+            if not math.isfinite(rate):
+                raise ConfigError(
+                    f"{option} must be a number of requests/s, not {rate}"
+                )
+            if not rate > 0:
+                raise ConfigError(f"{option} must be above 0 requests/s, not {rate:g}")
+        if not self.writes and not self.read_before_write:
+            raise ConfigError("a run without writes must read (read_before_write)")
         if self.burst < 1:
             raise ConfigError(f"burst must be at least 1, not {self.burst}")
         if self.concurrency < 1:
@@ -90,9 +113,13 @@ class ExecutionConfig:
 class ExecutionStats:
     """Counters of one execution, read by progress displays while it runs."""
 
+    #: Write calls (UserUpdate quota), each attempt counted.
     calls: int = 0
     throttled: int = 0
     retries: int = 0
+    #: Read calls (UserRead quota), each attempt counted.
+    reads: int = 0
+    reads_throttled: int = 0
     statuses: Counter[Status] = field(default_factory=Counter)
     stopped_by: FatalError | None = None
     interrupted: bool = False
@@ -126,6 +153,11 @@ class Executor:
         self._bucket = TokenBucket(config.rate, burst=config.burst, clock=self._clock)
         self.adaptive = AdaptiveRate(
             self._bucket, ceiling=config.rate, clock=self._clock
+        )
+        # Reads have a quota of their own: throttled reads slow only the reads.
+        self._read_bucket = TokenBucket(config.read_rate, clock=self._clock)
+        self.read_adaptive = AdaptiveRate(
+            self._read_bucket, ceiling=config.read_rate, clock=self._clock
         )
         self._policy = RetryPolicy(max_attempts=config.max_attempts)
         self._stop = threading.Event()
@@ -254,8 +286,6 @@ class Executor:
     # --- workers ------------------------------------------------------------
 
     def _process(self, item: WorkItem) -> Outcome:
-        changed = tuple(item.set_attributes)
-        deleted = item.delete_attributes
         base = Outcome(
             row=item.row,
             user=item.key if item.key is not None else item.user,
@@ -264,6 +294,82 @@ class Executor:
         )
         if self._stop.is_set():
             return base
+        if self._config.read_before_write:
+            decided = self._read_first(item, base)
+            if isinstance(decided, Outcome):
+                return decided
+            item = decided
+        return self._write(item, base)
+
+    def _read_first(self, item: WorkItem, base: Outcome) -> WorkItem | Outcome:
+        """The item narrowed to what differs from the user now, or its outcome
+        when the read decides the row (unchanged, conflict, failed, stopped)."""
+        result, reads, stopped = self._call(self._pool.read, item, read=True)
+        if stopped and not reads:
+            return base
+        error = result.error if result is not None else None
+        if stopped or error is not None:
+            if error is not None and error.kind == "fatal":
+                self.stop(FatalError(error.message, aws_error_code=error.code))
+            return replace(
+                base,
+                status=(
+                    Status.FAILED
+                    if error is not None and error.kind == "user"
+                    else Status.FAILED_RETRYABLE
+                ),
+                attempts=reads,
+                error_code=error.code if error is not None else "Stopped",
+                error_message=(
+                    f"reading the user before the write: {error.message}"
+                    if error is not None
+                    else "the job stopped while this row's user was read"
+                ),
+                finished_at=self._now(),
+            )
+        assert result is not None
+        assert result.attributes is not None
+        current = result.attributes
+        clashes = {} if self._config.force else conflicts(item, current)
+        if clashes:
+            return replace(
+                base,
+                status=Status.CONFLICT,
+                attempts=reads,
+                before={name: now for name, (now, _) in clashes.items()},
+                error_code="Conflict",
+                error_message=conflict_message(item, clashes),
+                finished_at=self._now(),
+            )
+        narrowed = narrow(item, current)
+        if not narrowed.set_attributes and not narrowed.delete_attributes:
+            return replace(
+                base,
+                status=Status.UNCHANGED,
+                attempts=reads,
+                error_code="unchanged",
+                error_message=(
+                    f"row {item.row}: the user already holds these values "
+                    "(read before the write)"
+                ),
+                finished_at=self._now(),
+            )
+        if not self._config.writes:
+            return replace(
+                base,
+                status=Status.WOULD_UPDATE,
+                changed=tuple(narrowed.set_attributes),
+                deleted=narrowed.delete_attributes,
+                sent=dict(narrowed.set_attributes) or None,
+                before=narrowed.before,
+                attempts=reads,
+                finished_at=self._now(),
+            )
+        return narrowed
+
+    def _write(self, item: WorkItem, base: Outcome) -> Outcome:
+        changed = tuple(item.set_attributes)
+        deleted = item.delete_attributes
         calls: list[Callable[[WorkItem], CallResult]] = []
         if changed:
             calls.append(self._pool.update)
@@ -278,40 +384,29 @@ class Executor:
             if stopped and not attempts:
                 return base
             error = result.error if result is not None else None
-            if stopped or (error is not None and error.kind == "fatal"):
+            if stopped or error is not None:
                 if error is not None and error.kind == "fatal":
                     self.stop(FatalError(error.message, aws_error_code=error.code))
-                # Tried, and stopped before it succeeded: resume takes the row
-                # again, and its attempts so far are counted, not lost.
+                # Tried, and stopped or failed: resume takes a retryable row
+                # again, and what was set before the failure is recorded (with
+                # its before-values), so a rollback undoes exactly that.
                 return replace(
                     base,
-                    status=Status.FAILED_RETRYABLE,
+                    status=(
+                        Status.FAILED
+                        if error is not None and error.kind == "user"
+                        else Status.FAILED_RETRYABLE
+                    ),
                     attempts=attempts,
                     changed=done,
                     sent={k: item.set_attributes[k] for k in done} or None,
-                    before=item.before if done else None,
+                    before=_before_of(item, done),
                     error_code=error.code if error is not None else "Stopped",
                     error_message=(
                         error.message
                         if error is not None
                         else "the job stopped before this row's calls were done"
                     ),
-                    finished_at=self._now(),
-                )
-            if error is not None:
-                return replace(
-                    base,
-                    status=(
-                        Status.FAILED_RETRYABLE
-                        if error.kind == "retryable"
-                        else Status.FAILED
-                    ),
-                    attempts=attempts,
-                    changed=done,
-                    sent={k: item.set_attributes[k] for k in done} or None,
-                    before=item.before if done else None,
-                    error_code=error.code,
-                    error_message=error.message,
                     finished_at=self._now(),
                 )
             assert result is not None
@@ -331,19 +426,35 @@ class Executor:
         )
 
     def _call(
-        self, call: Callable[[WorkItem], CallResult], item: WorkItem
+        self,
+        call: Callable[[WorkItem], CallResult],
+        item: WorkItem,
+        *,
+        read: bool = False,
     ) -> tuple[CallResult | None, int, bool]:
-        """One call with retries: (last result, attempts, whether the run stopped)."""
+        """One call with retries: (last result, attempts, whether the run stopped).
+
+        A read takes its tokens from the read bucket and counts as a read.
+        """
+        bucket, adaptive = (
+            (self._read_bucket, self.read_adaptive)
+            if read
+            else (self._bucket, self.adaptive)
+        )
 
         def observe(error: CallError | None) -> None:
+            throttled = error is not None and error.throttled
             with self._lock:
-                self.stats.calls += 1
-                if error is not None and error.throttled:
-                    self.stats.throttled += 1
+                if read:
+                    self.stats.reads += 1
+                    self.stats.reads_throttled += throttled
+                else:
+                    self.stats.calls += 1
+                    self.stats.throttled += throttled
             if error is None:
-                self.adaptive.on_success()
+                adaptive.on_success()
             elif error.throttled:
-                self.adaptive.on_throttle()
+                adaptive.on_throttle()
 
         def wait(seconds: float) -> bool:
             with self._lock:
@@ -356,7 +467,7 @@ class Executor:
             policy=self._policy,
             random=self._random,
             wait=wait,
-            before_attempt=lambda: self._bucket.acquire(cancelled=self._stop.is_set),
+            before_attempt=lambda: bucket.acquire(cancelled=self._stop.is_set),
             observe=observe,
         )
         return tried.result, tried.attempts, tried.stopped
@@ -371,3 +482,15 @@ class Executor:
             self._clock.sleep(step)
             remaining -= step
         return not self._stop.is_set()
+
+
+def _before_of(item: WorkItem, done: tuple[str, ...]) -> dict[str, str | None] | None:
+    """The before-values of the attributes a partly done row did set.
+
+    Only those (and their verified flags, which Cognito resets with them): a
+    rollback must not restore what the row never changed.
+    """
+    if not done or item.before is None:
+        return None
+    kept = {*done, *(FLAG_OF[name] for name in done if name in FLAG_OF)}
+    return {name: value for name, value in item.before.items() if name in kept}

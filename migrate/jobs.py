@@ -50,7 +50,12 @@ from migrate.pipeline import DryRunResult, Job, prepare
 from migrate.preflight import Preflight, verification_lines
 from migrate.records import JobKind, JobSpec, WorkItem
 from migrate.report import Summary, is_report_file
-from migrate.rollback import execute_items, preview_items, rollback_items
+from migrate.rollback import (
+    execute_items,
+    preview_items,
+    rollback_config,
+    rollback_items,
+)
 from migrate.schema import (
     PoolSchema,
     load_schema_file,
@@ -204,6 +209,7 @@ class RateOverrides:
     rate: float | None = None
     concurrency: int | None = None
     max_attempts: int | None = None
+    read_rate: float | None = None
 
     def resolve(self, spec: JobSpec) -> ExecutionConfig:
         """The settings of this resume: given, else recorded, else the defaults."""
@@ -218,6 +224,8 @@ class RateOverrides:
             max_attempts=pick(
                 self.max_attempts, spec.max_attempts, default.max_attempts
             ),
+            read_rate=pick(self.read_rate, spec.read_rate, default.read_rate),
+            read_before_write=spec.read_before_write,
         )
 
 
@@ -239,6 +247,11 @@ class JobResult:
         if self.stats.interrupted:
             return 130
         return 0 if self.summary.all_ok else 1
+
+
+def _read_rate(execution: ExecutionConfig) -> float | None:
+    """The preflight's reads/s: None when users are not read before writes."""
+    return execution.read_rate if execution.read_before_write else None
 
 
 # --- outputs -----------------------------------------------------------------------
@@ -356,6 +369,7 @@ def dry_run(request: JobRequest, reporter: Reporter) -> DryRunResult:
             endpoint=request.aws.endpoint_url,
             rows=job.source.count_rows(),
             rate=request.execution.rate,
+            read_rate=_read_rate(request.execution),
             verification=verification_lines(job.mapping),
             mode="dry run",
         ).render()
@@ -495,6 +509,8 @@ def _spec_for(
         rate=execution.rate,
         concurrency=execution.concurrency,
         max_attempts=execution.max_attempts,
+        read_rate=execution.read_rate,
+        read_before_write=execution.read_before_write,
     )
 
 
@@ -578,6 +594,7 @@ def prepare_run(request: JobRequest, reporter: Reporter) -> PreparedRun:
             rows=job.source.count_rows(),
             done=done,
             rate=request.execution.rate,
+            read_rate=_read_rate(request.execution),
             verification=verification_lines(job.mapping),
             schema_notes=tuple(notes),
         ).render()
@@ -656,6 +673,7 @@ def sandbox_run(request: JobRequest, reporter: Reporter) -> Iterator[PreparedRun
                 endpoint=sandbox.endpoint_url,
                 rows=job.source.count_rows(),
                 rate=request.execution.rate,
+                read_rate=_read_rate(request.execution),
                 verification=verification_lines(job.mapping),
                 mode="sandbox",
             ).render()
@@ -921,13 +939,17 @@ def write_report(
         check_report_path(output_path, _spec_inputs(spec, job_path))
         if spec.kind == "rollback":
             # The rollback's rows are the original job's changed rows.
-            items: list[WorkItem] = []
-            if spec.rollback_of and Path(spec.rollback_of).is_file():
-                with Ledger.open(Path(spec.rollback_of)) as original:
-                    items = list(rollback_items(original))
-            return pipeline.write_ledger_report(
-                ledger, output_path, only=only, rows=items
-            )
+            # The rollback's rows are the original job's changed rows,
+            # streamed from its ledger (a report of a rollback whose job file
+            # is gone holds the outcomes alone).
+            with contextlib.ExitStack() as held:
+                items: Iterator[WorkItem] = iter(())
+                if spec.rollback_of and Path(spec.rollback_of).is_file():
+                    original = held.enter_context(Ledger.open(Path(spec.rollback_of)))
+                    items = rollback_items(original)
+                return pipeline.write_ledger_report(
+                    ledger, output_path, only=only, rows=items
+                )
         return _job_report(ledger, spec, job_path, output_path, only=only)
 
 
@@ -1002,10 +1024,16 @@ class PreparedRollback:
     spec: JobSpec
     #: What the rollback's own job file is made for: this job's undo.
     fingerprint: Fingerprint
-    items: list[WorkItem]
+    #: Users the job changed: the rows of the rollback.
+    count: int
     aws: AwsOptions
     execution: ExecutionConfig
     reporter: Reporter
+
+    def items(self) -> Iterator[WorkItem]:
+        """The rollback's work items, streamed from the job's ledger in row order."""
+        with Ledger.open(self.job_path) as original:
+            yield from rollback_items(original)
 
     def execute(self) -> JobResult:
         """The rollback as a durable job: its own job file, lock and report."""
@@ -1029,8 +1057,13 @@ def prepare_rollback(
     aws: AwsOptions = AwsOptions(),
     execution: ExecutionConfig | None = None,
     dry_run: bool = False,
+    force: bool = False,
 ) -> PreparedRollback:
-    """Read the job's before-values into the inverse work items; nothing is sent."""
+    """Check that the job can be undone and where; nothing is sent.
+
+    Each user is read before it is restored; with ``force`` a user changed
+    since the job is restored anyway (else it is a conflict, left alone).
+    """
     default_job, default_report = rollback_paths(job_path, dry_run=dry_run)
     rollback_path = rollback_path or default_job
     report_path = report_path or default_report
@@ -1054,7 +1087,9 @@ def prepare_rollback(
                 "this is a sandbox job: its emulated pool is gone, there is "
                 "nothing to roll back"
             )
-        items = list(rollback_items(original))
+        # Refused here, before any question, when there are no before-values.
+        next(rollback_items(original), None)
+        count = original.updated_count()
         stored = original.info()
     fingerprint = Fingerprint(
         input_sha256=stored.get("input_sha256", ""),
@@ -1068,16 +1103,50 @@ def prepare_rollback(
         report_path=report_path,
         spec=spec,
         fingerprint=fingerprint,
-        items=items,
+        count=count,
         aws=_recorded_aws(spec).overridden(aws),
-        execution=execution or ExecutionConfig(),
+        execution=rollback_config(execution or ExecutionConfig(), force=force),
         reporter=reporter,
     )
 
 
 def preview_rollback(rollback: PreparedRollback) -> Summary:
-    """What a rollback would restore: report and summary, nothing sent."""
-    return preview_items(rollback.items, rollback.report_path)
+    """What a rollback would restore, and its conflicts: each user is read,
+    nothing is written; report and summary."""
+    from migrate.cognito import UserPool
+
+    if rollback.spec.kind == "sandbox":
+        raise ConfigError(
+            "this is a sandbox job: its emulated pool is gone, there is "
+            "nothing to roll back"
+        )
+    client = rollback.aws.client(rollback.execution.concurrency)
+    summary, _ = preview_items(
+        rollback.items,
+        rollback.report_path,
+        pool=UserPool(client, pool_id=rollback.spec.pool_id, api="admin"),
+        config=rollback.execution,
+        spec=_rollback_spec(rollback),
+        progress=rollback.reporter.progress("rollback (dry run)"),
+    )
+    return summary
+
+
+def _rollback_spec(rollback: PreparedRollback) -> JobSpec:
+    spec = rollback.spec
+    return JobSpec(
+        kind="rollback",
+        pool_id=spec.pool_id,
+        region=spec.region,
+        profile=spec.profile,
+        endpoint_url=spec.endpoint_url,
+        rollback_of=str(rollback.job_path.resolve()),
+        total_rows=rollback.count,
+        rate=rollback.execution.rate,
+        concurrency=rollback.execution.concurrency,
+        max_attempts=rollback.execution.max_attempts,
+        read_rate=rollback.execution.read_rate,
+    )
 
 
 def _execute_rollback(rollback: PreparedRollback) -> JobResult:
@@ -1085,15 +1154,7 @@ def _execute_rollback(rollback: PreparedRollback) -> JobResult:
 
     spec = rollback.spec
     fingerprint = rollback.fingerprint
-    rollback_spec = JobSpec(
-        kind="rollback",
-        pool_id=spec.pool_id,
-        region=spec.region,
-        profile=spec.profile,
-        endpoint_url=spec.endpoint_url,
-        rollback_of=str(rollback.job_path.resolve()),
-        total_rows=len(rollback.items),
-    )
+    rollback_spec = _rollback_spec(rollback)
     if rollback.rollback_path.exists():
         ledger = Ledger.open(rollback.rollback_path)
         try:
@@ -1113,7 +1174,7 @@ def _execute_rollback(rollback: PreparedRollback) -> JobResult:
             ledger,
             rollback.reporter.progress("rollback"),
             lambda progress: execute_items(
-                rollback.items,
+                rollback.items(),
                 ledger=ledger,
                 pool=pool,
                 config=rollback.execution,
@@ -1121,7 +1182,7 @@ def _execute_rollback(rollback: PreparedRollback) -> JobResult:
             ),
         )
         summary = pipeline.write_ledger_report(
-            ledger, rollback.report_path, rows=rollback.items
+            ledger, rollback.report_path, rows=rollback.items()
         )
     return JobResult(
         stats=stats,
@@ -1131,6 +1192,7 @@ def _execute_rollback(rollback: PreparedRollback) -> JobResult:
         next_step=(
             f"cognito-migrate rollback {rollback.job_path} --yes --job "
             f"{rollback.rollback_path} --report {rollback.report_path}"
+            + (" --force" if rollback.execution.force else "")
             if stats.stopped
             else None
         ),

@@ -408,10 +408,16 @@ def _not_done(batch: pl.DataFrame, done: pl.Series) -> pl.DataFrame:
 
 
 def _recorder(
-    ledger: Ledger, progress: Progress, *, retry_failed: bool
+    ledger: Ledger,
+    progress: Progress,
+    *,
+    retry_failed: bool,
+    retry_conflicts: bool = False,
 ) -> Callable[[Outcome], None]:
     """Records each outcome, its row's attempts of earlier runs included."""
-    prior = ledger.prior_attempts(retry_failed=retry_failed)
+    prior = ledger.prior_attempts(
+        retry_failed=retry_failed, retry_conflicts=retry_conflicts
+    )
 
     def on_outcome(outcome: Outcome) -> None:
         earlier = prior.get(outcome.row)

@@ -18,12 +18,14 @@ COMMAND_ACTIONS: dict[str, tuple[str, ...]] = {
     "validate": ("cognito-idp:DescribeUserPool",),
     "run": (
         "cognito-idp:DescribeUserPool",
+        "cognito-idp:AdminGetUser",
         "cognito-idp:AdminUpdateUserAttributes",
         "cognito-idp:AdminDeleteUserAttributes",
     ),
     "run --diff": ("cognito-idp:ListUsers",),
     "snapshot": ("cognito-idp:DescribeUserPool", "cognito-idp:ListUsers"),
     "rollback": (
+        "cognito-idp:AdminGetUser",
         "cognito-idp:AdminUpdateUserAttributes",
         "cognito-idp:AdminDeleteUserAttributes",
     ),
@@ -33,6 +35,7 @@ COMMAND_ACTIONS: dict[str, tuple[str, ...]] = {
 _STATEMENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("ReadThePoolSchema", ("cognito-idp:DescribeUserPool",)),
     ("ListUsersForSnapshotAndDiff", ("cognito-idp:ListUsers",)),
+    ("ReadEachUserBeforeItsWrite", ("cognito-idp:AdminGetUser",)),
     (
         "UpdateAndDeleteUserAttributes",
         (

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from migrate.execution import USER_UPDATE_QUOTA
+from migrate.execution import USER_READ_QUOTA, USER_UPDATE_QUOTA
 from migrate.mapping import Mapping
 
 
@@ -29,6 +29,9 @@ class Preflight:
     rows: int | None = None
     done: int = 0
     rate: float
+    #: Reads/s of the read before each write; None: no reads
+    #: (--no-read-before-write).
+    read_rate: float | None = None
     #: What happens to email and phone numbers, one line each.
     verification: tuple[str, ...] = ()
     #: How the live pool differs from a saved --schema (already acceptable).
@@ -55,8 +58,20 @@ class Preflight:
                 f"  writes:      at most {todo:,}, at {self.rate:g}/s (the account's "
                 f"UserUpdate quota is {USER_UPDATE_QUOTA:g}/s, shared)"
             )
+            if self.read_rate is None:
+                lines.append(
+                    "  reads:       none (--no-read-before-write): no exact "
+                    "before-values, a rollback needs a --diff snapshot's"
+                )
+            else:
+                lines.append(
+                    f"  reads:       one per row to write, at {self.read_rate:g}/s "
+                    f"(the UserRead quota, {USER_READ_QUOTA:g}/s, apart from "
+                    "writes): before-values for rollback"
+                )
+            pace = min(self.rate, self.read_rate or self.rate)
             lines.append(
-                f"  duration:    {duration(todo / self.rate)} at most (invalid and "
+                f"  duration:    {duration(todo / pace)} at most (invalid and "
                 "unchanged rows are not sent)"
             )
         lines += [f"  email/phone: {line}" for line in self.verification]

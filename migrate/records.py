@@ -24,6 +24,9 @@ class Status(StrEnum):
     FAILED = "failed"
     FAILED_RETRYABLE = "failed_retryable"
     NOT_ATTEMPTED = "not_attempted"
+    #: A rollback found the attribute changed since the job wrote it, and left
+    #: the user alone.
+    CONFLICT = "conflict"
 
 
 #: Statuses that count as "ended well" for the exit code.
@@ -113,7 +116,15 @@ class WorkItem:
     key: str | None = None
     #: Values before the change of every attribute set or deleted (None: the
     #: user did not have it), when known from a snapshot; what rollback restores.
+    #: A read before the write replaces them with the values read.
     before: dict[str, str | None] | None = None
+    #: A rollback's condition: the values (None: absent) the attributes must
+    #: still hold, as the job left them; else the row is a conflict.
+    expect: dict[str, str | None] | None = None
+    #: Verified flags set whenever they differ, even when the request leaves
+    #: their attribute out (``when = "always"``; every flag in a rollback).
+    #: Any other flag goes only with its attribute.
+    free_flags: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -191,6 +202,8 @@ class CallResult:
     error: CallError | None = None
     #: Where Cognito sent a verification code (masked, as returned), if it did.
     delivery: str | None = None
+    #: A read's answer: the user's attributes now, by name.
+    attributes: dict[str, str] | None = None
 
 
 JobKind = Literal["real", "sandbox", "rollback"]
@@ -202,8 +215,8 @@ class JobSpec:
 
     Paths are absolute. ``schema`` is the DescribeUserPool output the job was
     checked against (a rollback has none); ``rate``, ``concurrency`` and
-    ``max_attempts`` are the settings of the run that created the job, the
-    defaults of a resume.
+    ``max_attempts`` (and the read settings) are those of the run that
+    created the job, the defaults of a resume.
     """
 
     kind: JobKind
@@ -223,3 +236,7 @@ class JobSpec:
     rate: float | None = None
     concurrency: int | None = None
     max_attempts: int | None = None
+    #: Reads (AdminGetUser/GetUser) per second, and whether each user is read
+    #: just before its write (False: ``--no-read-before-write``).
+    read_rate: float | None = None
+    read_before_write: bool = True

@@ -2,37 +2,43 @@
 
 A rollback is a job of its own (its own ledger, resumable); its rows are the
 original job's changed rows, in row order, streamed from that job's ledger.
+Each user is read before it is restored (migrate.compare): where an attribute
+no longer holds what the job left there, someone changed it since, and the row
+is a ``conflict``, left alone unless ``--force``.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from migrate.checkpoint import Ledger
+from migrate.checkpoint import Fingerprint, Ledger
 from migrate.errors import ConfigError
 from migrate.execution import ExecutionConfig, ExecutionStats, Executor, UserPoolClient
+from migrate.mapping import VERIFIED_FLAGS
 from migrate.pipeline import (
-    EXAMPLE_COUNT,
     NullProgress,
     Progress,
     _recorder,
     _StartAware,
+    write_ledger_report,
 )
-from migrate.records import Outcome, Status, WorkItem, utc_now
-from migrate.report import ReportWriter, Summary, outcomes_to_frame
+from migrate.records import JobSpec, WorkItem
+from migrate.report import Summary
 
 
 def rollback_items(original: Ledger) -> Iterator[WorkItem]:
     """The inverse of a job's writes: restore old values, delete new attributes.
 
-    Only rows that were updated are undone, so a job that was interrupted is
+    Only rows that changed a user are undone, so a job that was interrupted is
     rolled back exactly as far as it got. The items are read from the ledger
     as they are consumed (keep it open until then), in row order; nothing is
     held per row. Raises ConfigError at once when the job holds no
-    before-values (it ran without a snapshot).
+    before-values (it ran with --no-read-before-write and without --diff).
     """
     updated = original.updated_rows()
     first = next(updated, None)
@@ -45,9 +51,9 @@ def rollback_items(original: Ledger) -> Iterator[WorkItem]:
 
 def _no_before_values(original: Ledger) -> ConfigError:
     return ConfigError(
-        f"job {original.path} was run without --diff or --snapshot, so it "
-        "did not record the values before its changes; it cannot be "
-        "rolled back"
+        f"job {original.path} ran with --no-read-before-write and without "
+        "--diff, so it did not record the values before its changes; it "
+        "cannot be rolled back"
     )
 
 
@@ -62,15 +68,31 @@ def _inverse(
         remove = tuple(name for name, old in before.items() if old is None)
         if not restore and not remove:
             continue
+        # What the job left: the values it sent, no value where it deleted.
+        # A verified flag it did not send was reset by Cognito with its
+        # attribute: restored, but not a condition.
+        left = {
+            name: sent.get(name)
+            for name in before
+            if name in sent or VERIFIED_FLAGS.get(name) not in sent
+        }
         yield WorkItem(
             row=row,
             user=username,
             key=user if user != username else None,
             set_attributes=restore,
             delete_attributes=remove,
-            # The values this rollback replaces: a rollback can be rolled back.
-            before={name: sent.get(name) for name in before},
+            expect=left,
+            # Every flag as it was, whether or not its attribute changes back.
+            free_flags=frozenset(VERIFIED_FLAGS),
+            # Replaced by the values read before the restore.
+            before=dict(left),
         )
+
+
+def rollback_config(config: ExecutionConfig, *, force: bool) -> ExecutionConfig:
+    """A rollback's settings: it always reads each user first (the conflict check)."""
+    return replace(config, read_before_write=True, force=force)
 
 
 def execute_items(
@@ -83,14 +105,21 @@ def execute_items(
     progress: Progress | None = None,
     executor_factory: Callable[..., Executor] = Executor,
 ) -> ExecutionStats:
-    """Send prepared work items the ledger does not hold as done (e.g. a rollback)."""
+    """Send prepared work items the ledger does not hold as done (e.g. a rollback).
+
+    With ``config.force``, rows left as conflicts by an earlier run are sent.
+    """
     progress = progress or NullProgress()
-    done = set(ledger.done_rows(retry_failed=retry_failed))
+    done = set(
+        ledger.done_rows(retry_failed=retry_failed, retry_conflicts=config.force)
+    )
     executor = executor_factory(pool, config)
     if isinstance(progress, _StartAware):
         progress.on_start(executor.stats, None)
 
-    on_outcome = _recorder(ledger, progress, retry_failed=retry_failed)
+    on_outcome = _recorder(
+        ledger, progress, retry_failed=retry_failed, retry_conflicts=config.force
+    )
     try:
         return executor.run(
             (item for item in items if item.row not in done),
@@ -101,33 +130,35 @@ def execute_items(
         ledger.flush()
 
 
-def preview_items(items: Sequence[WorkItem], report_path: str | Path) -> Summary:
-    """A dry run of prepared work items (e.g. a rollback): report and summary."""
-    stamp = utc_now()
-    outcomes = [
-        Outcome(
-            row=item.row,
-            user=item.key or item.user,
-            username=item.user,
-            status=Status.WOULD_UPDATE,
-            changed=tuple(item.set_attributes),
-            deleted=item.delete_attributes,
-            finished_at=stamp,
+def preview_items(
+    items: Callable[[], Iterator[WorkItem]],
+    report_path: str | Path,
+    *,
+    pool: UserPoolClient,
+    config: ExecutionConfig,
+    spec: JobSpec,
+    progress: Progress | None = None,
+) -> tuple[Summary, ExecutionStats]:
+    """A dry run of prepared work items (e.g. a rollback): each user is read and
+    compared, nothing is written; the report says what would be restored and
+    which rows are conflicts.
+
+    The outcomes go through a scratch ledger, so the report is written in row
+    order a window at a time, as a real rollback's is.
+    """
+    with tempfile.TemporaryDirectory(prefix="cognito-migrate-preview-") as scratch:
+        fingerprint = Fingerprint(
+            input_sha256="", mapping_sha256="", pool=spec.pool_id, options="{}"
         )
-        for item in items
-    ]
-    frame = outcomes_to_frame(outcomes)
-    summary = Summary(warnings=[])
-    summary.add(frame)
-    summary.examples = [
-        (
-            item.user,
-            dict(item.set_attributes),
-            list(item.delete_attributes),
-            item.before or {},
-        )
-        for item in items[:EXAMPLE_COUNT]
-    ]
-    with ReportWriter(report_path) as writer:
-        writer.write(frame)
-    return summary
+        with Ledger.create(
+            Path(scratch) / "preview.sqlite", fingerprint, spec
+        ) as ledger:
+            stats = execute_items(
+                items(),
+                ledger=ledger,
+                pool=pool,
+                config=replace(config, writes=False),
+                progress=progress,
+            )
+            summary = write_ledger_report(ledger, report_path, rows=items())
+    return summary, stats

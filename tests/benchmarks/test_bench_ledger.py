@@ -45,6 +45,12 @@ class InstantPool:
         self.first: float | None = None
         self._lock = threading.Lock()
 
+    def read(self, item: WorkItem) -> CallResult:
+        with self._lock:
+            if self.first is None:
+                self.first = time.perf_counter()
+        return CallResult(attributes={})
+
     def update(self, item: WorkItem) -> CallResult:
         with self._lock:
             if self.first is None:

@@ -42,6 +42,9 @@ class TimedPool:
         self.sent: list[float] = []
         self.lock = threading.Lock()
 
+    def read(self, item: WorkItem) -> CallResult:
+        return self.pool.read(item)
+
     def update(self, item: WorkItem) -> CallResult:
         with self.lock:
             self.sent.append(time.monotonic())

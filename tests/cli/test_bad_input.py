@@ -699,6 +699,8 @@ def test_real_run_sends_only_valid_rows(pool: EmulatedPool) -> None:
     )
     assert dict(pool.calls) == {
         "DescribeUserPool": 1,
+        # Each valid row's user is read just before its write, no other.
+        "AdminGetUser": 2,
         "AdminUpdateUserAttributes": 2,
     }
     assert pool.writes == {"ok1": 1, "ok2": 1}

@@ -719,6 +719,7 @@ def test_status_as_json_for_scripts(finished: Path) -> None:
             "failed": 1,
             "failed_retryable": 0,
             "not_attempted": 0,
+            "conflict": 0,
         },
         "remaining": 0,
         "skipped_by_reason": {},

@@ -33,6 +33,12 @@ def test_the_policy_covers_every_command_on_one_pool_only() -> None:
                 "Resource": ARN,
             },
             {
+                "Sid": "ReadEachUserBeforeItsWrite",
+                "Effect": "Allow",
+                "Action": ["cognito-idp:AdminGetUser"],
+                "Resource": ARN,
+            },
+            {
                 "Sid": "UpdateAndDeleteUserAttributes",
                 "Effect": "Allow",
                 "Action": [
@@ -53,6 +59,7 @@ def test_the_policy_covers_every_command_on_one_pool_only() -> None:
         (
             "rollback",
             [
+                "cognito-idp:AdminGetUser",
                 "cognito-idp:AdminUpdateUserAttributes",
                 "cognito-idp:AdminDeleteUserAttributes",
             ],

@@ -54,6 +54,8 @@ def test_a_real_run_says_what_it_will_do_before_it_writes(pool: EmulatedPool) ->
         "  rows:        3 in the input\n"
         "  writes:      at most 3, at 2/s (the account's UserUpdate quota is 25/s, "
         "shared)\n"
+        "  reads:       one per row to write, at 40/s (the UserRead quota, 120/s, "
+        "apart from writes): before-values for rollback\n"
         "  duration:    2 s at most (invalid and unchanged rows are not sent)\n"
         "  email/phone: phone_number changed and marked verified in the same call\n"
     )

@@ -104,7 +104,9 @@ def test_sigkill_at_random_moments_then_resume_loses_nothing(
     outcome = pl.read_csv(report, infer_schema=False)
     assert outcome.height == ROWS
     assert outcome["row"].cast(pl.Int64).to_list() == list(range(1, ROWS + 1))
-    assert set(outcome["status"]) == {"updated"}
+    # A row written just before a kill, its outcome not yet committed, is
+    # read again by the resume and found holding its value: unchanged.
+    assert set(outcome["status"]) <= {"updated", "unchanged"}
 
     # The pool holds the expected values.
     client = boto3.client(
@@ -133,3 +135,7 @@ def test_sigkill_at_random_moments_then_resume_loses_nothing(
     # In flight at a kill: at most the executor's bounded queue (2 x concurrency)
     # plus the outcomes not yet committed (0.5 s at 60/s).
     assert rewritten <= kills * (2 * 4 + 30)
+    # The read before each write keeps a resume from writing a row again
+    # unless the kill came between that row's read and its outcome's commit.
+    unchanged = int((outcome["status"] == "unchanged").sum())
+    assert unchanged <= kills * (2 * 4 + 30)

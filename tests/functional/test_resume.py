@@ -82,6 +82,10 @@ class FakePool:
     applied: list[str] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def read(self, item: WorkItem) -> CallResult:
+        """Users hold none of the attributes: every row is written."""
+        return CallResult(attributes={})
+
     def update(self, item: WorkItem) -> CallResult:
         with self._lock:
             self.calls.append(item.user)

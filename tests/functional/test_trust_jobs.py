@@ -116,6 +116,9 @@ class _SlowSecondCall:
     release: threading.Event = field(default_factory=threading.Event)
     calls: int = 0
 
+    def read(self, item: WorkItem) -> CallResult:
+        return CallResult(attributes={})
+
     def update(self, item: WorkItem) -> CallResult:
         self.calls += 1
         if self.calls > 1:

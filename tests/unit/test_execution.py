@@ -44,6 +44,7 @@ class FakePool:
         self.script = {user: list(results) for user, results in (script or {}).items()}
         self.calls: Counter[str] = Counter()
         self.deletes: Counter[str] = Counter()
+        self.reads: Counter[str] = Counter()
         self.lock = threading.Lock()
         self.concurrent = 0
         self.max_concurrent = 0
@@ -56,6 +57,12 @@ class FakePool:
             answer = results.pop(0) if results else OK
             self.concurrent -= 1
         return answer
+
+    def read(self, item: WorkItem) -> CallResult:
+        """A user who has none of the attributes: every item is sent whole."""
+        with self.lock:
+            self.reads[item.user] += 1
+        return CallResult(attributes={})
 
     def update(self, item: WorkItem) -> CallResult:
         with self.lock:
@@ -113,7 +120,11 @@ def test_every_item_is_updated_once() -> None:
 def test_deletes_are_a_second_call_and_both_are_counted() -> None:
     pool = FakePool()
     executor = Executor(
-        pool, ExecutionConfig(rate=1000.0), clock=FakeClock(), random=lambda: 0.0
+        pool,
+        # Not read first: a read would find nothing to delete.
+        ExecutionConfig(rate=1000.0, read_before_write=False),
+        clock=FakeClock(),
+        random=lambda: 0.0,
     )
     got: list[Outcome] = []
     executor.run(items(3, deletes=("custom:legacy_flag",)), got.append)

@@ -105,7 +105,9 @@ def test_a_job_without_before_values_is_refused_before_any_item(
 ) -> None:
     with Ledger.create(tmp_path / "j", FP) as ledger:
         ledger.record(outcome(1))
-        with pytest.raises(ConfigError, match="without --diff or --snapshot"):
+        with pytest.raises(
+            ConfigError, match="ran with --no-read-before-write and without --diff"
+        ):
             rollback.rollback_items(ledger)
 
 

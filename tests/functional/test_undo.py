@@ -1,0 +1,325 @@
+"""Every job can be undone: before-values read at write time, conflicts kept.
+
+Real runs against the emulated pool through the CLI; a second boto3 client
+plays "another client" changing users between a run and its rollback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from migrate.checkpoint import Ledger
+from migrate.sandbox import EmulatedPool
+from tests.cli.helpers import (
+    SCHEMA,
+    invoke,
+    mapping,
+    read_report,
+    real_run_args,
+    without_preflight,
+    write,
+)
+
+#: Sets two custom attributes and the email (marked verified), deletes one.
+MAPPING = """
+[attributes."custom:tenant_id"]
+column = "tenant"
+
+[attributes."custom:plan"]
+column = "plan"
+
+[attributes.email]
+column = "email"
+
+[attributes.email_verified]
+value = "true"
+
+[delete]
+attributes = ["custom:legacy_flag"]
+"""
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+
+
+def _users(n: int) -> list[dict[str, str]]:
+    """Users with a mix of attributes: some have the plan, some the flag."""
+    users = []
+    for i in range(n):
+        user = {
+            "username": f"u{i:02d}",
+            "custom:tenant_id": f"old-{i}",
+            "email": f"u{i:02d}@old.example",
+            "email_verified": "false",
+        }
+        if i % 2:
+            user["custom:plan"] = "basic"
+        if i % 3:
+            user["custom:legacy_flag"] = "1"
+        users.append(user)
+    return users
+
+
+def _input(n: int, *, same: int = 0) -> Path:
+    """Rows for users 0..n-1; the first ``same`` users already hold the targets."""
+    lines = ["username,tenant,plan,email"]
+    for i in range(n):
+        if i < same:
+            lines.append(f"u{i:02d},old-{i},,u{i:02d}@old.example")
+        else:
+            lines.append(f"u{i:02d},new-{i},pro,u{i:02d}@new.example")
+    return write("in.csv", "\n".join(lines) + "\n")
+
+
+def _everyone(pool: EmulatedPool, pool_id: str, n: int) -> dict[str, dict[str, str]]:
+    """Every user's full attribute set, sub included."""
+    return {f"u{i:02d}": pool.user_attributes(pool_id, f"u{i:02d}") for i in range(n)}
+
+
+def _client(pool: EmulatedPool) -> Any:
+    return boto3.client(
+        "cognito-idp",
+        endpoint_url=pool.endpoint_url,
+        region_name="us-east-1",
+        config=Config(retries={"total_max_attempts": 1}),
+    )
+
+
+def _run(pool: EmulatedPool, pool_id: str, data: Path, *extra: str) -> Any:
+    return invoke(
+        "run",
+        data,
+        "-m",
+        mapping("map.toml", MAPPING),
+        *real_run_args(pool.endpoint_url, pool_id),
+        "--rate",
+        "100",
+        "--read-rate",
+        "100",
+        "--yes",
+        *extra,
+    )
+
+
+def _rollback(pool: EmulatedPool, *extra: str) -> Any:
+    return invoke(
+        "rollback",
+        "job.sqlite",
+        "--endpoint-url",
+        pool.endpoint_url,
+        "--rate",
+        "100",
+        "--read-rate",
+        "100",
+        "--yes",
+        *extra,
+    )
+
+
+def test_a_run_without_diff_then_rollback_leaves_every_user_as_before() -> None:
+    with EmulatedPool() as pool:
+        pool_id = pool.seed(SCHEMA, _users(12))
+        before = _everyone(pool, pool_id, 12)
+        result = _run(pool, pool_id, _input(12))
+        assert result.exit_code == 0, result.output
+        changed = _everyone(pool, pool_id, 12)
+        assert changed["u01"]["custom:plan"] == "pro"
+        assert "custom:legacy_flag" not in changed["u01"]
+        assert changed["u00"]["email_verified"] == "true"
+
+        undone = _rollback(pool)
+        assert undone.exit_code == 0, undone.output
+        # Set values restored, created attributes deleted, deleted ones set
+        # back, the verified flag as it was: every attribute, sub included.
+        assert _everyone(pool, pool_id, 12) == before
+        statuses = {
+            row["status"] for row in read_report("job.sqlite.rollback.report.csv")
+        }
+        assert statuses == {"updated"}
+
+
+def test_users_changed_after_the_run_keep_their_values_and_are_conflicts() -> None:
+    with EmulatedPool() as pool:
+        pool_id = pool.seed(SCHEMA, _users(6))
+        before = _everyone(pool, pool_id, 6)
+        assert _run(pool, pool_id, _input(6)).exit_code == 0
+        other = _client(pool)
+        other.admin_update_user_attributes(
+            UserPoolId=pool_id,
+            Username="u02",
+            UserAttributes=[{"Name": "custom:plan", "Value": "enterprise"}],
+        )
+        # An attribute the job deleted, set again by someone else.
+        other.admin_update_user_attributes(
+            UserPoolId=pool_id,
+            Username="u04",
+            UserAttributes=[{"Name": "custom:legacy_flag", "Value": "2"}],
+        )
+        after_others = _everyone(pool, pool_id, 6)
+
+        preview = invoke(
+            "rollback",
+            "job.sqlite",
+            "--dry-run",
+            "--endpoint-url",
+            pool.endpoint_url,
+            "--read-rate",
+            "100",
+        )
+        assert preview.exit_code == 0, preview.output
+        planned = {
+            row["user"]: row
+            for row in read_report("job.sqlite.rollback.dry-run.report.csv")
+        }
+        assert planned["u02"]["status"] == "conflict"
+        assert planned["u04"]["status"] == "conflict"
+        assert {planned[u]["status"] for u in ("u00", "u01", "u03", "u05")} == {
+            "would_update"
+        }
+        # The dry run wrote nothing.
+        assert _everyone(pool, pool_id, 6) == after_others
+
+        undone = _rollback(pool)
+        assert undone.exit_code == 1, undone.output
+        rows = {
+            row["user"]: row for row in read_report("job.sqlite.rollback.report.csv")
+        }
+        assert rows["u02"]["status"] == "conflict"
+        assert rows["u02"]["error_code"] == "Conflict"
+        assert rows["u02"]["error_message"] == (
+            "row 3: changed since the job (custom:plan is 'enterprise' now, the "
+            "job left 'pro'): left as it is; `rollback --force` restores it anyway"
+        )
+        assert (
+            "custom:legacy_flag is '2' now, the job left absent"
+            in (rows["u04"]["error_message"])
+        )
+        now = _everyone(pool, pool_id, 6)
+        assert now["u02"] == after_others["u02"]
+        assert now["u04"] == after_others["u04"]
+        for user in ("u00", "u01", "u03", "u05"):
+            assert now[user] == before[user]
+
+        # --force restores the conflicts, and only those are sent again.
+        forced = _rollback(pool, "--force")
+        assert forced.exit_code == 0, forced.output
+        assert _everyone(pool, pool_id, 6) == before
+
+
+def test_the_before_value_is_the_one_read_at_write_time_not_the_snapshots() -> None:
+    with EmulatedPool() as pool:
+        pool_id = pool.seed(SCHEMA, _users(3))
+        taken = invoke(
+            "snapshot",
+            "--user-pool-id",
+            pool_id,
+            "--endpoint-url",
+            pool.endpoint_url,
+            "--region",
+            "us-east-1",
+            "-o",
+            "snap.parquet",
+        )
+        assert taken.exit_code == 0, taken.output
+        _client(pool).admin_update_user_attributes(
+            UserPoolId=pool_id,
+            Username="u01",
+            UserAttributes=[{"Name": "custom:tenant_id", "Value": "moved-on"}],
+        )
+        assert (
+            _run(pool, pool_id, _input(3), "--snapshot", "snap.parquet").exit_code == 0
+        )
+        with Ledger.open(Path("job.sqlite")) as ledger:
+            recorded = {row: before for row, _, _, _, before in ledger.updated_rows()}
+        assert recorded[2]["custom:tenant_id"] == "moved-on"
+        assert _rollback(pool).exit_code == 0
+        assert pool.user_attributes(pool_id, "u01")["custom:tenant_id"] == "moved-on"
+
+
+@pytest.mark.parametrize("diff", [False, True], ids=["read", "diff"])
+def test_users_already_at_the_target_get_no_write(diff: bool) -> None:
+    with EmulatedPool() as pool:
+        pool_id = pool.seed(
+            SCHEMA,
+            [
+                {
+                    "username": f"u{i:02d}",
+                    "custom:tenant_id": f"old-{i}",
+                    "email": f"u{i:02d}@old.example",
+                    "email_verified": "true",
+                }
+                for i in range(20)
+            ],
+        )
+        # 16 of 20 (80%) already hold the targets (a blank plan is skipped).
+        result = _run(pool, pool_id, _input(20, same=16), *(["--diff"] if diff else []))
+        assert result.exit_code == 0, result.output
+        assert pool.calls["AdminUpdateUserAttributes"] == 4
+        # A read for every row the plan would write: 20 without a snapshot,
+        # only the 4 that differ with one.
+        assert pool.calls["AdminGetUser"] == (4 if diff else 20)
+        statuses = [row["status"] for row in read_report("report.csv")]
+        assert statuses == ["unchanged"] * 16 + ["updated"] * 4
+
+
+def test_no_read_before_write_makes_no_read_and_says_the_job_cannot_be_undone() -> None:
+    with EmulatedPool() as pool:
+        pool_id = pool.seed(SCHEMA, _users(2))
+        data = _input(2)
+        refused = invoke(
+            "run",
+            data,
+            "-m",
+            mapping(
+                "plain.toml", '[attributes."custom:tenant_id"]\ncolumn = "tenant"\n'
+            ),
+            *real_run_args(pool.endpoint_url, pool_id),
+            "--no-read-before-write",
+        )
+        assert refused.exit_code == 2
+        assert without_preflight(refused.output) == (
+            "This run will:\n"
+            "  - record no before-values (--no-read-before-write without --diff): "
+            "it cannot be rolled back\n"
+            "Error: this run cannot be rolled back; re-run with --yes to confirm "
+            "(no terminal to ask on)\n"
+        )
+        assert "reads:       none (--no-read-before-write)" in refused.output
+        assert pool.calls["AdminUpdateUserAttributes"] == 0
+        done = invoke(
+            "run",
+            data,
+            "-m",
+            "plain.toml",
+            *real_run_args(pool.endpoint_url, pool_id),
+            "--no-read-before-write",
+            "--yes",
+        )
+        assert done.exit_code == 0, done.output
+        assert pool.calls["AdminGetUser"] == 0
+        assert pool.calls["AdminUpdateUserAttributes"] == 2
+        undo = _rollback(pool)
+        assert undo.exit_code == 2
+        assert "ran with --no-read-before-write and without --diff" in undo.output
+
+
+def test_a_user_gone_before_the_write_fails_at_the_read_with_no_write() -> None:
+    with EmulatedPool() as pool:
+        pool_id = pool.seed(SCHEMA, _users(3))
+        _client(pool).admin_delete_user(UserPoolId=pool_id, Username="u01")
+        result = _run(pool, pool_id, _input(3))
+        assert result.exit_code == 1, result.output
+        rows = read_report("report.csv")
+        assert [r["status"] for r in rows] == ["updated", "failed", "updated"]
+        assert rows[1]["error_code"] == "UserNotFoundException"
+        assert rows[1]["error_message"].startswith(
+            "reading the user before the write: "
+        )
+        assert pool.writes.get("u01", 0) == 0
