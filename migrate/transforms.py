@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -744,6 +745,16 @@ def _leading(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _by_code(
+    only: str | None, table: Mapping[str, object], dtype: pl.DataType
+) -> pl.Expr:
+    """Column "cc" looked up in ``table``: a constant when every row has
+    calling code ``only``."""
+    if only is not None:
+        return pl.lit(table.get(only), dtype=dtype)
+    return pl.col("cc").replace_strict(table, default=None, return_dtype=dtype)
+
+
 def _valid_numbers(frame: pl.DataFrame) -> pl.DataFrame:
     """is_valid_number over rows (i, cc, n): columns i and e164 of the valid ones.
 
@@ -764,20 +775,26 @@ def _valid_numbers(frame: pl.DataFrame) -> pl.DataFrame:
         general, types = _validity(frozenset(k for k in keys if k is not None))
         return long_key.str.contains(general) & long_key.str.contains(types)
 
-    at = key.replace_strict(tables.position, default=None, return_dtype=pl.Int64)
     e164 = pl.concat_str(pl.lit("+"), "cc", "n")
-    # Until leading digits are looked at, the first region that has them.
-    first = pl.col("cc").replace_strict(
-        tables.first_leading, default=None, return_dtype=pl.Int64
-    )
     valid = [pl.DataFrame(schema={"i": pl.UInt32, "e164": pl.String})]
     looked = False
     for regions in tables.plain:
-        codes = set(frame.get_column("cc").unique()).intersection(regions)
+        present = set(frame.get_column("cc").unique())
+        codes = present.intersection(regions)
         if not codes:
             break
-        plain = pl.col("cc").replace_strict(
-            regions, default=None, return_dtype=pl.String
+        # What depends on the calling code alone: a constant when the rows
+        # share one (a phone column usually holds one country).
+        only = next(iter(present)) if len(present) == 1 else None
+        plain = _by_code(only, regions, pl.String())
+        # Until leading digits are looked at, the first region that has them.
+        first = _by_code(only, tables.first_leading, pl.Int64())
+        at = (
+            pl.lit(tables.position.get(regions[only]), dtype=pl.Int64)
+            if only is not None
+            else key.replace_strict(
+                tables.position, default=None, return_dtype=pl.Int64
+            )
         )
         if not looked:
             behind = plain.replace_strict(tables.position, default=None) >= first
@@ -918,15 +935,83 @@ def _e164_problems(failed: pl.DataFrame, region_code: str | None) -> pl.Series:
 _DISTINCT_SHARE = 0.5
 
 
-def _e164_distinct(raw: pl.Series, region_code: str | None) -> pl.Series:
-    """_e164_series, computed once per distinct value when values repeat."""
+#: Distinct numbers a column looks up in its _Memo before the memo is judged,
+#: and the share of them it must have known to be kept on.
+_MEMO_TRIAL = 100_000
+_MEMO_HITS = 0.25
+#: Numbers a _Memo keeps (the latest): about 5 MB.
+_MEMO_SIZE = 100_000
+_HIT = "__hit"
+
+
+class _Memo:
+    """Numbers one e164 column worked out in its earlier batches.
+
+    A file repeats its numbers across batches as much as within one (a few
+    thousand office lines over a million users): each is then worked out
+    once per job rather than once per batch. A column whose numbers do not
+    come back (a share under _MEMO_HITS of the first _MEMO_TRIAL) stops using
+    it, so that all-distinct numbers pay two lookups for two batches only.
+    Shared by the threads that map batches, hence the lock.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._table: pl.DataFrame | None = None
+        self._looked = 0
+        self._found = 0
+
+    @property
+    def useful(self) -> bool:
+        """Whether this column's numbers come back often enough to keep."""
+        return self._looked < _MEMO_TRIAL or self._found >= _MEMO_HITS * self._looked
+
+    def split(self, distinct: pl.Series) -> tuple[pl.DataFrame, pl.Series]:
+        """(raw, result) of the numbers known, and the numbers not known."""
+        known = self._table
+        if known is None:
+            return pl.DataFrame(schema={"raw": pl.String, "result": RESULT_DTYPE}), (
+                distinct
+            )
+        looked = distinct.to_frame("raw").join(
+            known, on="raw", how="left", nulls_equal=True, maintain_order="left"
+        )
+        hit = looked.get_column(_HIT).is_not_null()
+        return looked.filter(hit).drop(_HIT), looked.filter(~hit).get_column("raw")
+
+    def add(self, computed: pl.DataFrame, *, looked: int, found: int) -> None:
+        """Keep ``computed`` (raw, result), the latest numbers first."""
+        with self._lock:
+            self._looked += looked
+            self._found += found
+            if not self.useful:
+                self._table = None
+                return
+            fresh = computed.with_columns(pl.lit(True).alias(_HIT))
+            table = fresh if self._table is None else pl.concat([fresh, self._table])
+            self._table = table.head(_MEMO_SIZE).rechunk()
+
+
+def _e164_distinct(
+    raw: pl.Series, region_code: str | None, memo: _Memo | None = None
+) -> pl.Series:
+    """_e164_series, computed once per distinct value when values repeat
+    (in this batch or, with ``memo``, in earlier ones)."""
     raw = raw.cast(pl.String)
     distinct = raw.unique()
-    if len(distinct) > _DISTINCT_SHARE * len(raw):
+    if memo is not None and memo.useful:
+        found, todo = memo.split(distinct)
+        computed = pl.DataFrame(
+            {"raw": todo, "result": _e164_series(todo, region_code)}
+        )
+        memo.add(computed, looked=len(distinct), found=found.height)
+        table = pl.concat([found, computed])
+    elif len(distinct) > _DISTINCT_SHARE * len(raw):
         return _e164_series(raw, region_code)
-    table = pl.DataFrame(
-        {"raw": distinct, "result": _e164_series(distinct, region_code)}
-    )
+    else:
+        table = pl.DataFrame(
+            {"raw": distinct, "result": _e164_series(distinct, region_code)}
+        )
     return (
         raw.to_frame("raw")
         .join(table, on="raw", how="left", nulls_equal=True, maintain_order="left")
@@ -936,8 +1021,11 @@ def _e164_distinct(raw: pl.Series, region_code: str | None) -> pl.Series:
 
 def _e164(value: pl.Expr, options: TransformOptions) -> pl.Expr:
     region = options.region
+    # One memo per compiled mapping: a job's column, batch after batch.
+    memo = _Memo()
     return value.map_batches(
-        lambda series: _e164_distinct(series, region), return_dtype=RESULT_DTYPE
+        lambda series: _e164_distinct(series, region, memo),
+        return_dtype=RESULT_DTYPE,
     )
 
 

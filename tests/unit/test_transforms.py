@@ -484,3 +484,57 @@ def test_e164_on_repeated_values_equals_the_row_by_row_result() -> None:
         "+442079460958",
         "555-01",
     ]
+
+
+def test_e164_of_one_calling_code_equals_its_result_among_others() -> None:
+    # A column of one calling code takes constants for what depends on the
+    # code alone; among others, a lookup per row: both must agree.
+    cases = agreement_inputs(AGREEMENT_REGIONS, seed=5)
+    cells = [cell for cell, region in cases if region is None]
+    mixed = dict(zip(cells, run("e164", cells), strict=True))
+    by_code: dict[str, list[str]] = {}
+    for cell, (value, _) in mixed.items():
+        if value is not None and value.startswith("+"):
+            code = str(phonenumbers.parse(value).country_code)
+            by_code.setdefault(code, []).append(cell)
+    assert len(by_code) > 5
+    for group in by_code.values():
+        assert run("e164", group) == [mixed[cell] for cell in group]
+    national = [cell for cell, region in cases if region == "US"]
+    assert national
+    together = run("e164", cells + national, region="US")[len(cells) :]
+    assert run("e164", national, region="US") == together
+
+
+def test_e164_numbers_known_from_earlier_batches_give_the_same_result(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from migrate import transforms
+    from migrate.transforms import _e164_series, _Memo
+
+    monkeypatch.setattr(transforms, "_MEMO_SIZE", 3)  # older numbers drop out
+    cells = ["(415) 555-0100", None, "+44 20 7946 0958", "555-01", "", "x"]
+    cells += ["415.555.0101", "+1 415 555 0100", "(415) 555-0100"]
+    rng = random.Random(6)
+    memo = _Memo()
+    for _ in range(30):
+        batch = pl.Series("phone", rng.choices(cells, k=rng.randrange(0, 12)))
+        with_memo = transforms._e164_distinct(batch.cast(pl.String), "US", memo)
+        assert with_memo.to_list() == _e164_series(batch, "US").to_list()
+    assert memo.useful
+
+
+def test_e164_stops_remembering_numbers_that_do_not_come_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from migrate import transforms
+    from migrate.transforms import _e164_series, _Memo
+
+    monkeypatch.setattr(transforms, "_MEMO_TRIAL", 20)
+    memo = _Memo()
+    for start in range(0, 100, 10):
+        batch = pl.Series([f"(415) 555-{n:04d}" for n in range(start, start + 10)])
+        with_memo = transforms._e164_distinct(batch, "US", memo)
+        assert with_memo.to_list() == _e164_series(batch, "US").to_list()
+    assert not memo.useful
+    assert memo._table is None
