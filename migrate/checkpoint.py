@@ -760,19 +760,33 @@ class Ledger:
         row = self._settled().execute(sql, (since,)).fetchone()
         return row[0], row[1], row[2]
 
-    def outcomes(self, *, first_row: int, last_row: int) -> Iterator[sqlite3.Row]:
+    def outcomes(
+        self, *, first_row: int, last_row: int, values: bool = False
+    ) -> Iterator[sqlite3.Row]:
         """Stored outcomes of rows first_row..last_row, in row order.
 
         Each row is named by the report's columns (``row["status"]``), in
-        their order; ``changed`` and ``deleted`` are JSON lists.
+        their order; ``changed`` and ``deleted`` are JSON lists. With
+        ``values``, also ``before`` and ``sent`` (JSON objects, or None).
         """
+        columns = [*REPORT_COLUMNS, *(("before", "sent") if values else ())]
         cursor = self._settled().cursor()
         cursor.row_factory = sqlite3.Row
         yield from cursor.execute(
-            f"SELECT {', '.join(REPORT_COLUMNS)} FROM outcomes "
+            f"SELECT {', '.join(columns)} FROM outcomes "
             "WHERE row BETWEEN ? AND ? ORDER BY row",
             (first_row, last_row),
         )
+
+    def value_attributes(self) -> list[str]:
+        """Attributes whose values the job recorded (before or sent), by name."""
+        cursor = self._settled().execute(
+            "SELECT key FROM outcomes, json_each(outcomes.before) "
+            "WHERE outcomes.before IS NOT NULL "
+            "UNION SELECT key FROM outcomes, json_each(outcomes.sent) "
+            "WHERE outcomes.sent IS NOT NULL ORDER BY 1"
+        )
+        return [name for (name,) in cursor]
 
     def updated_count(self) -> int:
         """How many rows `updated_rows` yields."""

@@ -327,7 +327,8 @@ class _Progress:
         )
         return (
             f"updated={stats.statuses[Status.UPDATED]} failed={failed} "
-            f"throttled={stats.throttled}"
+            f"reads={stats.reads} writes={stats.calls} "
+            f"throttled={stats.throttled + stats.reads_throttled}"
         )
 
     def close(self) -> None:
@@ -362,6 +363,11 @@ def _conclude(result: JobResult) -> NoReturn:
     """Print the summary and a next step that works; exit with the job's code."""
     _print_summary(result)
     stats = result.stats
+    click.echo(
+        f"Calls: {stats.reads:,} reads ({stats.reads_throttled:,} throttled), "
+        f"{stats.calls:,} writes ({stats.throttled:,} throttled)",
+        err=True,
+    )
     if stats.stopped_by is not None:
         click.secho(f"Aborted: {stats.stopped_by}", fg="red", err=True)
         click.echo(f"Fix the cause, then: {result.next_step}", err=True)

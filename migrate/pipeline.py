@@ -32,9 +32,11 @@ from migrate.records import (
 )
 from migrate.report import (
     REPORT_SCHEMA,
+    VALUE_COLUMNS,
     ReportWriter,
     Summary,
     report_input_names,
+    values_type,
 )
 from migrate.schema import PoolSchema
 from migrate.source import Source, SourceOptions, open_source
@@ -455,12 +457,18 @@ def write_report(
     progress = progress or NullProgress()
     summary = Summary(problems=ledger.problem_counts(), warnings=list(job.warnings))
     columns = job.report_input_columns
-    with ReportWriter(report_path, input_columns=columns) as writer:
+    values = ledger.value_attributes()
+    with ReportWriter(
+        report_path, input_columns=columns, value_attributes=values
+    ) as writer:
         for batch in job.source.batches():
             rows = batch.get_column(ROW)
             first, last = int(rows.min()), int(rows.max())  # type: ignore[arg-type]
-            stored = _ledger_frame(ledger.outcomes(first_row=first, last_row=last))
-            frame = _merge(batch, stored, job)
+            stored = _ledger_frame(
+                ledger.outcomes(first_row=first, last_row=last, values=bool(values)),
+                values,
+            )
+            frame = _merge(batch, stored, job, values)
             summary.add(frame)
             if only is not None:
                 frame = frame.filter(pl.col("status").is_in(list(only)))
@@ -476,17 +484,33 @@ _LEDGER_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-def _ledger_frame(rows: Iterable[Sequence[object]]) -> pl.DataFrame:
+def _ledger_frame(
+    rows: Iterable[Sequence[object]], values: Sequence[str] = ()
+) -> pl.DataFrame:
+    """Stored outcomes as report columns; with ``values``, ``before`` and
+    ``after`` (the values sent; an attribute deleted or not set has none)."""
+    schema = dict(_LEDGER_SCHEMA)
+    if values:
+        schema.update(before=pl.String(), sent=pl.String())
     # polars reads the sqlite3.Row sequences itself: no tuple per row here.
-    frame = pl.DataFrame(list(rows), schema=_LEDGER_SCHEMA, orient="row")
+    frame = pl.DataFrame(list(rows), schema=schema, orient="row")
     as_list = pl.List(pl.String)
-    return frame.with_columns(
+    decoded = [
         pl.col("changed").str.json_decode(as_list),
         pl.col("deleted").str.json_decode(as_list),
-    )
+    ]
+    if values:
+        fields = values_type(values)
+        decoded += [
+            pl.col("before").str.json_decode(fields),
+            pl.col("sent").str.json_decode(fields).alias("after"),
+        ]
+    return frame.with_columns(decoded).drop("sent", strict=False)
 
 
-def _merge(batch: pl.DataFrame, stored: pl.DataFrame, job: Job) -> pl.DataFrame:
+def _merge(
+    batch: pl.DataFrame, stored: pl.DataFrame, job: Job, values: Sequence[str] = ()
+) -> pl.DataFrame:
     key = job.mapping.user_column
     base = batch.select(
         pl.col(ROW).alias("row"),
@@ -495,16 +519,17 @@ def _merge(batch: pl.DataFrame, stored: pl.DataFrame, job: Job) -> pl.DataFrame:
     )
     merged = base.join(stored, on="row", how="left")
     return merged.select(
-        *_report_columns(pl.col("username")),
+        *_report_columns(pl.col("username"), values),
         *report_input_names(job.report_input_columns),
     )
 
 
-def _report_columns(username: pl.Expr) -> list[pl.Expr]:
+def _report_columns(username: pl.Expr, values: Sequence[str] = ()) -> list[pl.Expr]:
     """The report's columns of stored outcomes joined to the rows expected.
 
     A row the ledger does not hold is ``not_attempted``, with the key as given
     (``__key``) as its user; ``username`` says where the username comes from.
+    With ``values``, the ``before`` and ``after`` columns follow.
     """
     fills: dict[str, pl.Expr] = {
         "user": pl.coalesce("user", "__key").alias("user"),
@@ -516,7 +541,10 @@ def _report_columns(username: pl.Expr) -> list[pl.Expr]:
     empty = pl.lit([], dtype=names)
     lists = [name for name, dtype in REPORT_SCHEMA.items() if dtype == names]
     fills.update({name: pl.col(name).fill_null(empty) for name in lists})
-    return [fills.get(name, pl.col(name)) for name in REPORT_SCHEMA]
+    columns = [fills.get(name, pl.col(name)) for name in REPORT_SCHEMA]
+    if values:
+        columns += [pl.col(name) for name in VALUE_COLUMNS]
+    return columns
 
 
 def write_ledger_report(
@@ -536,8 +564,9 @@ def write_ledger_report(
     does not grow with the job.
     """
     summary = Summary(warnings=list(warnings))
-    with ReportWriter(report_path) as writer:
-        for frame in _ledger_report(ledger, rows, total_rows):
+    values = ledger.value_attributes()
+    with ReportWriter(report_path, value_attributes=values) as writer:
+        for frame in _ledger_report(ledger, rows, total_rows, values):
             summary.add(frame)
             if only is not None:
                 frame = frame.filter(pl.col("status").is_in(list(only)))
@@ -552,23 +581,31 @@ _LAST_ROW = 2**62
 
 
 def _ledger_report(
-    ledger: Ledger, rows: Iterable[WorkItem], total_rows: int | None
+    ledger: Ledger,
+    rows: Iterable[WorkItem],
+    total_rows: int | None,
+    values: Sequence[str] = (),
 ) -> Iterator[pl.DataFrame]:
     """The report's rows, window by window: every expected row (an item, or
     one of total_rows) and every stored outcome, in row order."""
     done = 0
     for expected in _expected_windows(rows, total_rows):
         last = int(expected["row"].max())  # type: ignore[arg-type]
-        stored = _ledger_frame(ledger.outcomes(first_row=done + 1, last_row=last))
-        yield _ledger_rows(expected, stored)
+        stored = _ledger_frame(
+            ledger.outcomes(first_row=done + 1, last_row=last, values=bool(values)),
+            values,
+        )
+        yield _ledger_rows(expected, stored, values)
         done = last
     # Outcomes beyond the rows expected (a job's rows the caller did not list).
     empty = pl.DataFrame(
         schema={"row": pl.Int64, "__key": pl.String, "__name": pl.String}
     )
-    outcomes = ledger.outcomes(first_row=done + 1, last_row=_LAST_ROW)
+    outcomes = ledger.outcomes(
+        first_row=done + 1, last_row=_LAST_ROW, values=bool(values)
+    )
     while window := list(itertools.islice(outcomes, _REPORT_WINDOW)):
-        yield _ledger_rows(empty, _ledger_frame(window))
+        yield _ledger_rows(empty, _ledger_frame(window, values), values)
 
 
 def _expected_windows(
@@ -598,9 +635,11 @@ def _expected_windows(
         )
 
 
-def _ledger_rows(expected: pl.DataFrame, stored: pl.DataFrame) -> pl.DataFrame:
+def _ledger_rows(
+    expected: pl.DataFrame, stored: pl.DataFrame, values: Sequence[str] = ()
+) -> pl.DataFrame:
     return (
         expected.join(stored, on="row", how="full", coalesce=True)
         .sort("row")
-        .select(_report_columns(pl.coalesce("username", "__name")))
+        .select(_report_columns(pl.coalesce("username", "__name"), values))
     )

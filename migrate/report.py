@@ -67,6 +67,10 @@ CSV_LIST_SEPARATOR = ";"
 #: Prefix given to an input column whose name is also a report column's name.
 INPUT_PREFIX = REPORT_INPUT_PREFIX
 
+#: A job's report: each changed attribute's value before and after the job
+#: (structs in Parquet/JSON lines; ``before:NAME`` and ``after:NAME`` in CSV).
+VALUE_COLUMNS: tuple[str, ...] = ("before", "after")
+
 # A spreadsheet runs a cell starting with one of these as a formula (CSV
 # injection, OWASP). Cells made only of digits, spaces and ()+-. cannot call
 # anything, and phone numbers and negative numbers must round-trip unchanged.
@@ -123,11 +127,14 @@ def report_input_names(input_columns: Sequence[str]) -> list[str]:
     """
     if len(set(input_columns)) != len(input_columns):
         raise ValueError(f"duplicate input column names: {list(input_columns)}")
-    taken = set(REPORT_COLUMNS) | set(input_columns)
+    own = {*REPORT_COLUMNS, *VALUE_COLUMNS}
+    # A CSV report's value columns (``before:NAME``), when a report is the input.
+    values = tuple(f"{name}:" for name in VALUE_COLUMNS)
+    taken = own | set(input_columns)
     names: list[str] = []
     for column in input_columns:
         name = column
-        if name in REPORT_COLUMNS:
+        if name in own or name.startswith(values):
             name = INPUT_PREFIX + name
             while name in taken:
                 name = INPUT_PREFIX + name
@@ -136,12 +143,23 @@ def report_input_names(input_columns: Sequence[str]) -> list[str]:
     return names
 
 
-def report_schema(input_columns: Sequence[str] = ()) -> pl.Schema:
-    """Column names and types of a report carrying ``input_columns``."""
+def report_schema(
+    input_columns: Sequence[str] = (), value_attributes: Sequence[str] = ()
+) -> pl.Schema:
+    """Column names and types of a report carrying ``input_columns``, and the
+    before and after values of ``value_attributes`` (when there are any)."""
     schema: dict[str, pl.DataType] = dict(REPORT_SCHEMA)
+    if value_attributes:
+        values = values_type(value_attributes)
+        schema.update(dict.fromkeys(VALUE_COLUMNS, values))
     for name in report_input_names(input_columns):
         schema[name] = pl.String()
     return pl.Schema(schema)
+
+
+def values_type(attributes: Sequence[str]) -> pl.Struct:
+    """The type of a report's ``before`` and ``after``: a text field per attribute."""
+    return pl.Struct({name: pl.String() for name in attributes})
 
 
 def empty_report_frame(input_columns: Sequence[str] = ()) -> pl.DataFrame:
@@ -216,12 +234,26 @@ _OWN_TEXT = frozenset({"status", "error_code", "finished_at"})
 
 
 def csv_safe(frame: pl.DataFrame) -> pl.DataFrame:
-    """The frame as written to CSV: lists joined with ";", formula cells escaped."""
+    """The frame as written to CSV: lists joined with ";", a struct's fields as
+    columns of their own (``before:NAME``), formula cells escaped."""
     frame = frame.with_columns(
         pl.col(name).list.join(CSV_LIST_SEPARATOR)
         for name, dtype in frame.schema.items()
         if isinstance(dtype, pl.List)
     )
+    if any(isinstance(dtype, pl.Struct) for dtype in frame.schema.values()):
+        frame = frame.select(
+            column
+            for name, dtype in frame.schema.items()
+            for column in (
+                [
+                    pl.col(name).struct.field(item.name).alias(f"{name}:{item.name}")
+                    for item in dtype.fields
+                ]
+                if isinstance(dtype, pl.Struct)
+                else [pl.col(name)]
+            )
+        )
     strings = [
         name
         for name, dtype in frame.schema.items()
@@ -248,10 +280,16 @@ class ReportWriter:
     an exception discards the file and keeps any previous report.
     """
 
-    def __init__(self, path: str | Path, *, input_columns: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        input_columns: Sequence[str] = (),
+        value_attributes: Sequence[str] = (),
+    ) -> None:
         self.path = Path(path)
         self.format: ReportFormat = report_format(self.path)
-        self.schema = report_schema(input_columns)
+        self.schema = report_schema(input_columns, value_attributes)
         if self.path.is_dir():
             raise ConfigError(f"report file {str(path)!r}: is a directory")
         directory = self.path.parent

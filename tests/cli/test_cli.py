@@ -484,8 +484,11 @@ def test_yes_runs_without_asking(pool: EmulatedPool) -> None:
         '  - phone_number is set with phone_number_verified = "true": Cognito '
         "changes it at once, keeps it verified and sends no message\n"
         "Report: report.csv\n"
+        "Calls: 2 reads (0 throttled), 2 writes (0 throttled)\n"
     )
-    assert without_preflight(result.stderr) == "Job: job.sqlite\n"
+    assert without_preflight(result.stderr) == (
+        "Job: job.sqlite\nCalls: 2 reads (0 throttled), 2 writes (0 throttled)\n"
+    )
     assert pool.writes == {"u1": 1, "u2": 1}
     attrs = pool.user_attributes(pool_id, "u1")
     assert attrs["phone_number"] == "+14155550100"
@@ -560,7 +563,10 @@ def test_rate_near_the_quota_warns_on_stderr(pool: EmulatedPool) -> None:
         "30",
     )
     assert result.exit_code == 0, result.output
-    assert without_preflight(result.stderr) == RATE_WARNING + "Job: job.sqlite\n"
+    assert without_preflight(result.stderr) == (
+        RATE_WARNING
+        + "Job: job.sqlite\nCalls: 3 reads (0 throttled), 3 writes (0 throttled)\n"
+    )
     assert "Warning" not in result.stdout
     assert sum(pool.writes.values()) == 3
 
@@ -571,7 +577,9 @@ def test_default_rate_does_not_warn(pool: EmulatedPool) -> None:
         "run", "in.csv", "-m", BACKFILL, *real_run_args(pool.endpoint_url, pool_id)
     )
     assert result.exit_code == 0, result.output
-    assert without_preflight(result.stderr) == "Job: job.sqlite\n"
+    assert without_preflight(result.stderr) == (
+        "Job: job.sqlite\nCalls: 3 reads (0 throttled), 3 writes (0 throttled)\n"
+    )
 
 
 @pytest.mark.parametrize("dry_run", [False, True], ids=["real", "dry-run"])

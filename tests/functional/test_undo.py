@@ -6,10 +6,12 @@ plays "another client" changing users between a run and its rollback.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import boto3
+import polars as pl
 import pytest
 from botocore.config import Config
 
@@ -323,3 +325,43 @@ def test_a_user_gone_before_the_write_fails_at_the_read_with_no_write() -> None:
             "reading the user before the write: "
         )
         assert pool.writes.get("u01", 0) == 0
+
+
+def test_the_report_shows_each_changed_attribute_before_and_after() -> None:
+    with EmulatedPool() as pool:
+        pool_id = pool.seed(SCHEMA, _users(3))
+        assert _run(pool, pool_id, _input(3, same=1)).exit_code == 0
+        for name in ("r.csv", "r.parquet", "r.jsonl"):
+            assert invoke("report", "job.sqlite", "-o", name).exit_code == 0
+        rows = read_report("r.csv")
+        names = [
+            "custom:legacy_flag",
+            "custom:plan",
+            "custom:tenant_id",
+            "email",
+            "email_verified",
+        ]
+        header = list(rows[0])
+        assert header[11:21] == [f"before:{n}" for n in names] + [
+            f"after:{n}" for n in names
+        ]
+        # u01 had the plan and the flag: the flag deleted, the plan changed.
+        u01 = rows[1]
+        assert (u01["before:custom:plan"], u01["after:custom:plan"]) == ("basic", "pro")
+        assert (u01["before:custom:legacy_flag"], u01["after:custom:legacy_flag"]) == (
+            "1",
+            "",
+        )
+        assert (u01["before:email"], u01["after:email"]) == (
+            "u01@old.example",
+            "u01@new.example",
+        )
+        # u00 already held every value: unchanged, nothing before or after.
+        assert rows[0]["status"] == "unchanged"
+        assert {rows[0][f"before:{n}"] for n in names} == {""}
+        frame = pl.read_parquet("r.parquet")
+        assert frame["before"].dtype == pl.Struct({n: pl.String for n in names})
+        assert frame["after"][1]["custom:plan"] == "pro"
+        record = json.loads(Path("r.jsonl").read_text().splitlines()[1])
+        assert record["before"]["custom:tenant_id"] == "old-1"
+        assert record["after"]["custom:tenant_id"] == "new-1"

@@ -252,3 +252,111 @@ def test_rate_is_respected_on_a_fake_clock() -> None:
     stamps = sorted(times[0])
     # 51 grants at 5/s with a burst of 1 need at least 10 s of virtual time.
     assert stamps[-1] - stamps[0] >= 10.0 - 1e-6
+
+
+# --- the read before each write ----------------------------------------------------
+
+
+class ReadingPool(FakePool):
+    """A FakePool whose users hold attributes; reads answer from a script first."""
+
+    def __init__(
+        self,
+        users: dict[str, dict[str, str]],
+        reads: dict[str, list[CallResult]] | None = None,
+    ) -> None:
+        super().__init__()
+        self.users = users
+        self.read_script = {u: list(r) for u, r in (reads or {}).items()}
+
+    def read(self, item: WorkItem) -> CallResult:
+        with self.lock:
+            self.reads[item.user] += 1
+            scripted = self.read_script.get(item.user)
+            if scripted:
+                return scripted.pop(0)
+        return CallResult(attributes=dict(self.users.get(item.user, {})))
+
+
+def _run_reads(
+    pool: ReadingPool, work: list[WorkItem], **config: object
+) -> tuple[Executor, dict[int, Outcome]]:
+    executor = Executor(
+        pool,
+        ExecutionConfig(**{"rate": 1000.0, "read_rate": 1000.0, **config}),  # type: ignore[arg-type]
+        clock=FakeClock(),
+        random=lambda: 0.5,
+        now=lambda: "2026-11-26T00:00:00Z",
+    )
+    got: dict[int, Outcome] = {}
+    executor.run(work, lambda o: got.__setitem__(o.row, o))
+    return executor, got
+
+
+def test_a_user_at_the_target_is_read_and_not_written() -> None:
+    pool = ReadingPool({"user1": {"custom:plan": "pro"}, "user2": {"custom:plan": "x"}})
+    executor, got = _run_reads(pool, list(items(2)))
+    assert got[1].status is Status.UNCHANGED
+    assert got[1].error_code == "unchanged"
+    assert got[2].status is Status.UPDATED
+    assert got[2].before == {"custom:plan": "x"}
+    assert pool.calls == Counter({"user2": 1})
+    assert (executor.stats.reads, executor.stats.calls) == (2, 1)
+
+
+def test_a_user_the_read_does_not_find_fails_without_a_write() -> None:
+    pool = ReadingPool({}, reads={"user1": [NOT_FOUND]})
+    _, got = _run_reads(pool, list(items(1)))
+    assert got[1].status is Status.FAILED
+    assert got[1].error_code == "UserNotFoundException"
+    assert got[1].error_message == (
+        "reading the user before the write: User does not exist."
+    )
+    assert got[1].attempts == 1
+    assert not pool.calls
+
+
+def test_a_throttled_read_is_retried_and_slows_only_the_reads() -> None:
+    pool = ReadingPool({}, reads={"user1": [THROTTLED, THROTTLED]})
+    executor, got = _run_reads(pool, list(items(1)), read_rate=10.0)
+    assert got[1].status is Status.UPDATED
+    assert got[1].attempts == 1  # the write's
+    assert executor.stats.reads == 3
+    assert executor.stats.reads_throttled == 2
+    assert executor.stats.throttled == 0
+    assert executor.read_adaptive.throttle_events >= 1
+    assert executor.adaptive.throttle_events == 0
+
+
+def test_a_read_denied_stops_the_job() -> None:
+    pool = ReadingPool({}, reads={"user1": [DENIED]})
+    executor, got = _run_reads(pool, list(items(1)), concurrency=1)
+    assert executor.stats.stopped_by is not None
+    assert executor.stats.stopped_by.aws_error_code == "AccessDeniedException"
+    assert got[1].status is Status.FAILED_RETRYABLE
+    assert not pool.calls
+
+
+def test_a_rollback_item_changed_since_is_a_conflict_unless_forced() -> None:
+    item = WorkItem(
+        row=1,
+        user="user1",
+        set_attributes={"custom:plan": "basic"},
+        expect={"custom:plan": "pro"},
+    )
+    pool = ReadingPool({"user1": {"custom:plan": "enterprise"}})
+    _, got = _run_reads(pool, [item])
+    assert got[1].status is Status.CONFLICT
+    assert got[1].before == {"custom:plan": "enterprise"}
+    assert not pool.calls
+    _, forced = _run_reads(pool, [item], force=True)
+    assert forced[1].status is Status.UPDATED
+    assert pool.calls == Counter({"user1": 1})
+
+
+def test_without_writes_a_run_only_reads_and_compares() -> None:
+    pool = ReadingPool({"user1": {"custom:plan": "pro"}})
+    _, got = _run_reads(pool, list(items(2)), writes=False)
+    assert [got[1].status, got[2].status] == [Status.UNCHANGED, Status.WOULD_UPDATE]
+    assert got[2].sent == {"custom:plan": "pro"}
+    assert not pool.calls
