@@ -1,4 +1,5 @@
-"""Achieved write rate against the emulated pool: 60 ms latency, 25/s quota.
+"""Achieved write rate against the emulated pool: 60 ms latency, 25/s quota
+(UserUpdate) and 120/s (UserRead) for the read before each write.
 
 Run: python -m pytest tests/benchmarks/test_bench_rate.py --benchmarks -s
 Each figure is a ratio measured in the same run (achieved / configured rate,
@@ -13,6 +14,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -31,6 +33,7 @@ pytestmark = pytest.mark.benchmark
 
 SCHEMA_JSON = json.loads((SAMPLES / "pool-schema.json").read_text())
 QUOTA = 25.0
+READ_QUOTA = 120.0
 LATENCY = 0.06
 
 
@@ -63,11 +66,24 @@ def _users(path: Path, n: int) -> Path:
     return path
 
 
-def _run(tmp_path: Path, rate: float, users: int) -> dict[str, float]:
-    faults = Faults(latency=LATENCY, quota=QUOTA)
+def _run(
+    tmp_path: Path,
+    rate: float,
+    users: int,
+    *,
+    reads: bool = True,
+    at_target: int = 0,
+) -> dict[str, Any]:
+    """One run of ``users`` rows; the first ``at_target`` already hold theirs."""
+    faults = Faults(latency=LATENCY, quota=QUOTA, read_quota=READ_QUOTA)
     with FaultyPool(faults=faults) as emulated:
         pool_id = emulated.seed(
-            SCHEMA_JSON, [{"username": f"u{i:05d}"} for i in range(users)]
+            SCHEMA_JSON,
+            [
+                {"username": f"u{i:05d}"}
+                | ({"custom:tenant_id": f"t{i % 9}"} if i < at_target else {})
+                for i in range(users)
+            ],
         )
         client = make_client(
             ClientConfig(
@@ -86,25 +102,34 @@ def _run(tmp_path: Path, rate: float, users: int) -> dict[str, float]:
         fp = Fingerprint(
             input_sha256="x", mapping_sha256="y", pool=pool_id, options="{}"
         )
-        with Ledger.create(tmp_path / f"job-{rate}.sqlite", fp) as ledger:
+        name = f"job-{rate}-{reads}-{at_target}.sqlite"
+        with Ledger.create(tmp_path / name, fp) as ledger:
             start = time.monotonic()
             stats = execute(
                 job,
                 ledger=ledger,
                 pool=timed,
-                config=ExecutionConfig(rate=rate, concurrency=8),
+                config=ExecutionConfig(
+                    rate=rate, concurrency=8, read_before_write=reads
+                ),
             )
             elapsed = time.monotonic() - start
             counts = ledger.counts()
+        served = emulated.counters()
         sent = sorted(timed.sent)
         span = sent[-1] - sent[0]
         windows = [sum(1 for t in sent if s <= t < s + 1.0) for s in sent]
         return {
             "rate": rate,
             "users": users,
+            "read_before_write": reads,
             "updated": counts.get("updated", 0),
+            "unchanged": counts.get("unchanged", 0),
             "calls": stats.calls,
             "throttled": stats.throttled,
+            "reads": stats.reads,
+            "reads_throttled": stats.reads_throttled,
+            "writes_served": sum(served["writes"].values()),
             "seconds": round(elapsed, 2),
             "achieved_per_s": round((len(sent) - 1) / span, 2),
             "max_1s_window": max(windows),
@@ -120,6 +145,37 @@ def test_rate_20_holds_the_configured_rate(tmp_path: Path) -> None:
     assert figures["achieved_over_configured"] >= 0.97
     assert figures["throttled"] == 0
     assert figures["max_1s_window"] <= 20 + 1
+
+
+def test_reads_before_writes_cost_no_job_time(tmp_path: Path) -> None:
+    """--rate 20 with a read before each write, against the same without."""
+    with_reads = _run(tmp_path, 20.0, 660)
+    without = _run(tmp_path, 20.0, 660, reads=False)
+    figures = {
+        "with_reads": with_reads,
+        "without_reads": without,
+        "achieved_over_configured_with_reads": round(
+            with_reads["achieved_per_s"] / 20.0, 3
+        ),
+        "with_over_without": round(
+            with_reads["achieved_per_s"] / without["achieved_per_s"], 3
+        ),
+    }
+    print("\n" + json.dumps(figures))
+    assert with_reads["reads"] == 660
+    assert with_reads["reads_throttled"] == 0
+    assert without["reads"] == 0
+    assert figures["achieved_over_configured_with_reads"] >= 0.97
+
+
+def test_80_percent_at_the_target_makes_a_fifth_of_the_writes(tmp_path: Path) -> None:
+    """No --diff: the read before each write finds 80% of users unchanged."""
+    figures = _run(tmp_path, 20.0, 500, at_target=400)
+    figures["writes_over_rows"] = round(figures["writes_served"] / 500, 3)
+    print("\n" + json.dumps(figures))
+    assert figures["writes_served"] == 100
+    assert (figures["updated"], figures["unchanged"]) == (100, 400)
+    assert figures["reads"] == 500
 
 
 def test_rate_40_above_the_quota_absorbs_throttling(tmp_path: Path) -> None:
