@@ -365,3 +365,61 @@ def test_the_report_shows_each_changed_attribute_before_and_after() -> None:
         record = json.loads(Path("r.jsonl").read_text().splitlines()[1])
         assert record["before"]["custom:tenant_id"] == "old-1"
         assert record["after"]["custom:tenant_id"] == "new-1"
+
+
+def test_a_token_run_reads_with_get_user_and_its_rollback_with_admin_get_user() -> None:
+    with EmulatedPool() as pool:
+        pool_id = pool.seed(
+            SCHEMA,
+            [
+                {"username": "a", "custom:plan": "basic"},
+                {"username": "b", "custom:plan": "pro"},
+            ],
+        )
+        tokens = {u: pool.issue_access_token(pool_id, u) for u in ("a", "b")}
+        data = write(
+            "tokens.csv",
+            "username,access_token,plan\n"
+            + "".join(f"{u},{tokens[u]},pro\n" for u in ("a", "b")),
+        )
+        result = invoke(
+            "run",
+            data,
+            "-m",
+            mapping(
+                "token.toml",
+                '[attributes."custom:plan"]\ncolumn = "plan"\n',
+                options='api = "token"\ntoken_column = "access_token"',
+            ),
+            *real_run_args(pool.endpoint_url, pool_id),
+            "--yes",
+        )
+        assert result.exit_code == 0, result.output
+        assert pool.calls["GetUser"] == 2
+        assert pool.calls["UpdateUserAttributes"] == 1  # b already had pro
+        assert [r["status"] for r in read_report("report.csv")] == [
+            "updated",
+            "unchanged",
+        ]
+        assert _rollback(pool).exit_code == 0
+        assert pool.calls["AdminGetUser"] == 1
+        assert pool.user_attributes(pool_id, "a")["custom:plan"] == "basic"
+
+
+def test_a_rollback_can_itself_be_rolled_back() -> None:
+    with EmulatedPool() as pool:
+        pool_id = pool.seed(SCHEMA, _users(4))
+        assert _run(pool, pool_id, _input(4)).exit_code == 0
+        after_job = _everyone(pool, pool_id, 4)
+        assert _rollback(pool).exit_code == 0
+        redo = invoke(
+            "rollback",
+            "job.sqlite.rollback.sqlite",
+            "--endpoint-url",
+            pool.endpoint_url,
+            "--read-rate",
+            "100",
+            "--yes",
+        )
+        assert redo.exit_code == 0, redo.output
+        assert _everyone(pool, pool_id, 4) == after_job
