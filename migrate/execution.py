@@ -309,23 +309,12 @@ class Executor:
             return base
         error = result.error if result is not None else None
         if stopped or error is not None:
-            if error is not None and error.kind == "fatal":
-                self.stop(FatalError(error.message, aws_error_code=error.code))
-            return replace(
+            return self._failed(
                 base,
-                status=(
-                    Status.FAILED
-                    if error is not None and error.kind == "user"
-                    else Status.FAILED_RETRYABLE
-                ),
+                error,
                 attempts=reads,
-                error_code=error.code if error is not None else "Stopped",
-                error_message=(
-                    f"reading the user before the write: {error.message}"
-                    if error is not None
-                    else "the job stopped while this row's user was read"
-                ),
-                finished_at=self._now(),
+                doing="reading the user before the write: ",
+                stopped="the job stopped while this row's user was read",
             )
         assert result is not None
         assert result.attributes is not None
@@ -385,29 +374,18 @@ class Executor:
                 return base
             error = result.error if result is not None else None
             if stopped or error is not None:
-                if error is not None and error.kind == "fatal":
-                    self.stop(FatalError(error.message, aws_error_code=error.code))
-                # Tried, and stopped or failed: resume takes a retryable row
-                # again, and what was set before the failure is recorded (with
-                # its before-values), so a rollback undoes exactly that.
+                # What was set before the failure is recorded (with its
+                # before-values), so a rollback undoes exactly that.
                 return replace(
-                    base,
-                    status=(
-                        Status.FAILED
-                        if error is not None and error.kind == "user"
-                        else Status.FAILED_RETRYABLE
+                    self._failed(
+                        base,
+                        error,
+                        attempts=attempts,
+                        stopped="the job stopped before this row's calls were done",
                     ),
-                    attempts=attempts,
                     changed=done,
                     sent={k: item.set_attributes[k] for k in done} or None,
                     before=_before_of(item, done),
-                    error_code=error.code if error is not None else "Stopped",
-                    error_message=(
-                        error.message
-                        if error is not None
-                        else "the job stopped before this row's calls were done"
-                    ),
-                    finished_at=self._now(),
                 )
             assert result is not None
             if call == self._pool.update:
@@ -423,6 +401,36 @@ class Executor:
             attempts=attempts,
             finished_at=self._now(),
             delivery=delivery,
+        )
+
+    def _failed(
+        self,
+        base: Outcome,
+        error: CallError | None,
+        *,
+        attempts: int,
+        stopped: str,
+        doing: str = "",
+    ) -> Outcome:
+        """A row tried and failed (``error``) or stopped (None) before it was done.
+
+        A job-wide error stops the run; the row is ``failed`` for a per-user
+        error, else ``failed_retryable`` (a resume takes it again), with the
+        attempts it was given so far.
+        """
+        if error is not None and error.kind == "fatal":
+            self.stop(FatalError(error.message, aws_error_code=error.code))
+        return replace(
+            base,
+            status=(
+                Status.FAILED
+                if error is not None and error.kind == "user"
+                else Status.FAILED_RETRYABLE
+            ),
+            attempts=attempts,
+            error_code=error.code if error is not None else "Stopped",
+            error_message=doing + error.message if error is not None else stopped,
+            finished_at=self._now(),
         )
 
     def _call(
