@@ -988,8 +988,13 @@ class _Memo:
                 self._table = None
                 return
             fresh = computed.with_columns(pl.lit(True).alias(_HIT))
-            table = fresh if self._table is None else pl.concat([fresh, self._table])
-            self._table = table.head(_MEMO_SIZE).rechunk()
+            if self._table is not None:
+                # Another thread may have worked out some of these numbers
+                # meanwhile: the memo holds each once (its join gives a row one
+                # result).
+                fresh = fresh.join(self._table, on="raw", how="anti", nulls_equal=True)
+                fresh = pl.concat([fresh, self._table])
+            self._table = fresh.head(_MEMO_SIZE).rechunk()
 
 
 def _e164_distinct(

@@ -538,3 +538,17 @@ def test_e164_stops_remembering_numbers_that_do_not_come_back(
         assert with_memo.to_list() == _e164_series(batch, "US").to_list()
     assert not memo.useful
     assert memo._table is None
+
+
+def test_e164_numbers_two_threads_work_out_at_once_are_remembered_once() -> None:
+    from migrate.transforms import _e164_distinct, _e164_series, _Memo
+
+    batch = pl.Series(["(415) 555-0100", "415.555.0101", None, "(415) 555-0100"])
+    memo = _Memo()
+    # Both threads miss the same numbers, then both keep what they found.
+    missed = [memo.split(batch.unique())[1] for _ in range(2)]
+    for todo in missed:
+        computed = pl.DataFrame({"raw": todo, "result": _e164_series(todo, "US")})
+        memo.add(computed, looked=len(todo), found=0)
+    again = _e164_distinct(batch, "US", memo)
+    assert again.to_list() == _e164_series(batch, "US").to_list()
