@@ -83,8 +83,17 @@ def key_chunks(
             pl.col(ROW), pl.col(USER), owner, *values, *mapped
         )
 
-    # Mapping (e164 above all) is most of the pass: two chunks at once.
-    yield from spill.ordered_map(work, _read(source, columns))
+    # Mapping (e164 above all) is most of the pass: two chunks at once, of
+    # MAP_ROWS rows, as what each holds meanwhile adds to the pass's memory.
+    rows = min(MAP_ROWS, spill.CHUNK_ROWS)
+    yield from spill.ordered_map(work, _read(source, columns, rows))
+
+
+#: Rows mapped at a time by the pass (measured on 5,000,000 rows: two chunks
+#: of 200,000 mapped at once raised the peak by 60-90 MB). e164 works once per
+#: distinct number of a chunk and remembers those of earlier chunks, so the
+#: chunk's size matters little to its time.
+MAP_ROWS = 100_000
 
 
 #: CSV files up to this size are read by polars' scan, which reads only the
@@ -95,8 +104,11 @@ def key_chunks(
 SCAN_BYTES = 256 << 20
 
 
-def _read(source: Source, columns: Sequence[str]) -> Iterator[pl.DataFrame]:
-    """ROW and ``columns`` of the whole input, about CHUNK_ROWS rows at a time.
+def _read(
+    source: Source, columns: Sequence[str], rows: int | None = None
+) -> Iterator[pl.DataFrame]:
+    """ROW and ``columns`` of the whole input, about ``rows`` (CHUNK_ROWS) rows
+    at a time.
 
     Polars' scan where its memory stays small (Parquet; CSV files up to
     SCAN_BYTES), else the source's own batches.
@@ -111,19 +123,17 @@ def _read(source: Source, columns: Sequence[str]) -> Iterator[pl.DataFrame]:
         problems = [
             cell_problem_col(c) for c in columns if cell_problem_col(c) in present
         ]
-        yield from spill.chunks(scan.select(ROW, *columns, *problems), source.collect)
+        yield from spill.chunks(
+            scan.select(ROW, *columns, *problems), source.collect, rows
+        )
         return
-    yield from _rebatched(source, columns)
+    yield from _rebatched(source, columns, rows or spill.CHUNK_ROWS)
 
 
-def _rebatched(source: Source, columns: Sequence[str]) -> Iterator[pl.DataFrame]:
-    """The columns the pass reads, CHUNK_ROWS rows at a time.
-
-    Bigger than a batch on purpose: e164 works once per distinct number of
-    what it is given (measured on a million rows: 0.88 s in batches of 50,000,
-    0.22 s in chunks of 200,000 when numbers repeat; 1.23 s and 0.88 s when
-    they do not).
-    """
+def _rebatched(
+    source: Source, columns: Sequence[str], size: int
+) -> Iterator[pl.DataFrame]:
+    """The columns the pass reads, ``size`` rows at a time (a few batches)."""
     held: list[pl.DataFrame] = []
     rows = 0
     for batch in source.batches():
@@ -133,7 +143,7 @@ def _rebatched(source: Source, columns: Sequence[str]) -> Iterator[pl.DataFrame]
         ]
         held.append(batch.select(ROW, *columns, *problems))
         rows += batch.height
-        if rows >= spill.CHUNK_ROWS:
+        if rows >= size:
             yield pl.concat(held, how="diagonal_relaxed")
             held, rows = [], 0
     if held:
@@ -208,7 +218,12 @@ def whole_file(
     users = DuplicateKeys(user_as=mapping.user_as, case_sensitive=case_sensitive)
     shared = {name: SharedValues() for name in names}
     mapped = [column for name in names for column in mapped_columns(name)]
-    by_row = RowTableBuilder(dict.fromkeys(mapped, pl.String()) | {KNOWN: pl.Boolean()})
+    by_row = RowTableBuilder(
+        dict.fromkeys(mapped, pl.String()) | {KNOWN: pl.Boolean()},
+        # Every row's values: written out as they come, not held by the half
+        # million (the pass's memory peaks while it reads).
+        flush_rows=min(MAP_ROWS, spill.FLUSH_ROWS),
+    )
     for chunk in key_chunks(source, mapping, names, case_sensitive=case_sensitive):
         users.add(chunk)
         for name, found in shared.items():

@@ -478,7 +478,9 @@ def _between(frame: pl.DataFrame, first: int, last: int) -> pl.DataFrame:
 class RowTableBuilder:
     """Collects a RowTable's rows, in any order; see ``finish``."""
 
-    def __init__(self, schema: dict[str, pl.DataType]) -> None:
+    def __init__(
+        self, schema: dict[str, pl.DataType], *, flush_rows: int | None = None
+    ) -> None:
         self.schema = {ROW: pl.Int64(), **schema}
         self._buffer: list[pl.DataFrame] = []
         self._buffered = 0
@@ -486,10 +488,11 @@ class RowTableBuilder:
         self._spill: Spill | None = None
         self._buckets: dict[int, list[Path]] = {}
         self._bucket_rows = BUCKET_ROWS
-        self._flush_rows = FLUSH_ROWS
+        # Rows held before they are written out (FLUSH_ROWS unless given).
+        self._flush_rows = flush_rows or FLUSH_ROWS
 
     def add(self, frame: pl.DataFrame) -> None:
-        """Add rows (ROW and the schema's columns); written out past FLUSH_ROWS."""
+        """Add rows (ROW and the schema's columns); written out past flush_rows."""
         if frame.is_empty():
             return
         self._buffer.append(frame.select(list(self.schema)))
@@ -514,7 +517,7 @@ class RowTableBuilder:
             self._buckets.setdefault(int(bucket), []).append(path)
 
     def finish(self) -> RowTable:
-        """The table: in memory if it never grew past FLUSH_ROWS, else on disk."""
+        """The table: in memory if it never grew past flush_rows, else on disk."""
         columns = {k: v for k, v in self.schema.items() if k != ROW}
         if self._spill is None:
             frame = (
