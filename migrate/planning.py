@@ -86,10 +86,6 @@ def owner_col(attribute: str) -> str:
     return f"&{attribute}"
 
 
-def _normalised(expr: pl.Expr, kind: str, case_sensitive: bool | None) -> pl.Expr:
-    return comparable(expr, kind, case_sensitive)
-
-
 def _streaming(query: pl.LazyFrame) -> pl.DataFrame:
     return query.collect(engine="streaming")
 
@@ -200,7 +196,7 @@ class CurrentValues:
         ).filter(pl.col(KEY).is_not_null() & (pl.col(KEY) != ""))
         aliases = {
             name: snapshot.select(
-                _normalised(pl.col(name), name, case_sensitive).alias(KEY),
+                comparable(pl.col(name), name, case_sensitive).alias(KEY),
                 pl.col("username").alias(owner_col(name)),
             ).filter(pl.col(KEY).is_not_null() & (pl.col(KEY) != ""))
             for name in alias_attributes
@@ -232,7 +228,7 @@ class CurrentValues:
                 frame = frame.with_columns(found.get_column(owner_col(name)))
             return frame
         for name, owners in self.aliases.items():
-            target = _normalised(pl.col(value_col(name)), name, self.case_sensitive)
+            target = comparable(pl.col(value_col(name)), name, self.case_sensitive)
             frame = (
                 frame.with_columns(target.alias("__alias"))
                 .join(
