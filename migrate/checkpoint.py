@@ -69,6 +69,12 @@ FINAL_STATUSES: frozenset[str] = frozenset(
 )
 
 
+#: The rows a rollback undoes (parameters: updated, failed_retryable).
+_CHANGED_A_USER = (
+    "(status = ? OR changed != '[]' OR (status = ? AND before IS NOT NULL))"
+)
+
+
 def _final(*, retry_failed: bool, retry_conflicts: bool) -> list[str]:
     """The statuses a run leaves alone: a resume's, or a forced rollback's."""
     final = set(FINAL_STATUSES)
@@ -793,24 +799,55 @@ class Ledger:
         (count,) = (
             self._settled()
             .execute(
-                "SELECT COUNT(*) FROM outcomes WHERE status = ? OR changed != '[]'",
-                (Status.UPDATED.value,),
+                f"SELECT COUNT(*) FROM outcomes WHERE {_CHANGED_A_USER}",
+                (Status.UPDATED.value, Status.FAILED_RETRYABLE.value),
             )
             .fetchone()
         )
         return int(count)
 
+    def earlier_values(
+        self, *, retry_failed: bool = False, retry_conflicts: bool = False
+    ) -> dict[int, Outcome]:
+        """What earlier runs recorded of the rows a run sends again, by row:
+        their names, values sent and before-values (rows that have some).
+
+        A row tried before may have been changed by that try; its new outcome
+        keeps what it did (see pipeline._recorder).
+        """
+        final = _final(retry_failed=retry_failed, retry_conflicts=retry_conflicts)
+        marks = ",".join("?" * len(final))
+        cursor = self._settled().execute(
+            "SELECT row, user, status, changed, deleted, sent, before FROM outcomes "
+            f"WHERE before IS NOT NULL AND status NOT IN ({marks})",
+            final,
+        )
+        earlier: dict[int, Outcome] = {}
+        for row, user, status, changed, deleted, sent, before in cursor:
+            earlier[row] = Outcome(
+                row=row,
+                user=user,
+                status=Status(status),
+                changed=tuple(json.loads(changed or "[]")),
+                deleted=tuple(json.loads(deleted or "[]")),
+                sent=json.loads(sent) if sent else None,
+                before=json.loads(before),
+            )
+        return earlier
+
     def updated_rows(self) -> Iterator[tuple[int, str, str, dict[str, str], Any]]:
         """(row, user, username, sent, before) of every row that changed a user.
 
-        That is every updated row, and a row whose update went through before
-        its delete failed or the job stopped (it records what it set). In row
-        order. ``before`` is None when the job ran without a snapshot (no diff).
+        That is every updated row, a row whose update went through before
+        its delete failed or the job stopped (it records what it set), and a
+        failed_retryable row whose write may have been applied (it records
+        what it sent). In row order. ``before`` is None when the job ran
+        with --no-read-before-write and without a snapshot.
         """
         cursor = self._settled().execute(
             "SELECT row, user, username, sent, before FROM outcomes "
-            "WHERE status = ? OR changed != '[]' ORDER BY row",
-            (Status.UPDATED.value,),
+            f"WHERE {_CHANGED_A_USER} ORDER BY row",
+            (Status.UPDATED.value, Status.FAILED_RETRYABLE.value),
         )
         for row, user, username, sent, before in cursor:
             try:

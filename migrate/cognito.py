@@ -800,10 +800,14 @@ class UserPool:
     def read(self, item: WorkItem) -> CallResult:
         """The user's attributes now, in ``attributes``; errors come back as data.
 
-        AdminGetUser, or GetUser with the row's access token: the UserRead
-        quota, apart from the writes' UserUpdate quota.
+        AdminGetUser whenever the pool is known, in token mode too: GetUser
+        returns only the attributes the app client may read (its
+        ReadAttributes), and an attribute left out would pass for one the user
+        does not have (a rollback would delete it). GetUser with the row's
+        access token otherwise. Both are the UserRead quota, apart from the
+        writes' UserUpdate quota.
         """
-        api: Api = self._api
+        api: Api = "admin" if self._pool_id else self._api
         try:
             if api == "admin":
                 assert self._pool_id is not None
@@ -889,20 +893,30 @@ def _read_answer(response: Mapping[str, Any]) -> CallResult:
     it has a request id) must not read as a user with no attributes: the
     diff would send everything and a rollback would delete what it restores.
     """
-    entries = response.get("UserAttributes", [])
-    if not isinstance(response.get("Username"), str) or not all(
-        isinstance(entry.get("Name"), str) for entry in entries
+    entries = response.get("UserAttributes")
+    username = response.get("Username")
+    # Every Cognito user has a sub: an answer without it is not a whole user.
+    if (
+        not isinstance(username, str)
+        or not isinstance(entries, list)
+        or not all(
+            isinstance(entry.get("Name"), str) and isinstance(entry.get("Value"), str)
+            for entry in entries
+        )
+        or not any(entry["Name"] == "sub" for entry in entries)
     ):
         return CallResult(
             error=CallError(
                 code=MALFORMED_RESPONSE,
-                message="the read's answer names no user or an attribute without "
-                "a name",
+                message="the read's answer is not a whole user (no username, no "
+                "attribute list with the sub, or an attribute without a name or "
+                "value)",
                 kind="retryable",
             )
         )
     return CallResult(
-        attributes={entry["Name"]: entry.get("Value", "") for entry in entries}
+        attributes={entry["Name"]: entry["Value"] for entry in entries},
+        username=username,
     )
 
 

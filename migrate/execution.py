@@ -298,7 +298,8 @@ class Executor:
             decided = self._read_first(item, base)
             if isinstance(decided, Outcome):
                 return decided
-            item = decided
+            # The user as the read named it (see _read_first).
+            item, base = decided, replace(base, username=decided.user)
         return self._write(item, base)
 
     def _read_first(self, item: WorkItem, base: Outcome) -> WorkItem | Outcome:
@@ -319,7 +320,17 @@ class Executor:
         assert result is not None
         assert result.attributes is not None
         current = result.attributes
-        clashes = {} if self._config.force else conflicts(item, current)
+        if result.username and result.username != item.user:
+            # Keyed by an alias value (email, phone): the write, the ledger and
+            # a rollback name the user as Cognito does, not by a value the
+            # job itself may change.
+            item = replace(item, user=result.username, key=item.key or item.user)
+            base = replace(base, username=result.username)
+        narrowed = narrow(item, current)
+        nothing = not narrowed.set_attributes and not narrowed.delete_attributes
+        # A user already as a rollback would leave it (restored by an earlier
+        # run whose answer was lost) is done, not a conflict.
+        clashes = {} if self._config.force or nothing else conflicts(item, current)
         if clashes:
             return replace(
                 base,
@@ -330,8 +341,7 @@ class Executor:
                 error_message=conflict_message(item, clashes),
                 finished_at=self._now(),
             )
-        narrowed = narrow(item, current)
-        if not narrowed.set_attributes and not narrowed.delete_attributes:
+        if nothing:
             return replace(
                 base,
                 status=Status.UNCHANGED,
@@ -374,8 +384,14 @@ class Executor:
                 return base
             error = result.error if result is not None else None
             if stopped or error is not None:
-                # What was set before the failure is recorded (with its
-                # before-values), so a rollback undoes exactly that.
+                # A call tried and not refused (a timeout, a lost answer, a
+                # stop) may have been applied: what it sent is recorded with
+                # its before-values beside what was surely set, so a resume
+                # and a rollback know (a rollback's read tells which it was).
+                maybe: tuple[str, ...] = ()
+                if made and (error is None or error.kind != "user"):
+                    maybe = changed if call == self._pool.update else deleted
+                touched = (*done, *maybe)
                 return replace(
                     self._failed(
                         base,
@@ -384,8 +400,13 @@ class Executor:
                         stopped="the job stopped before this row's calls were done",
                     ),
                     changed=done,
-                    sent={k: item.set_attributes[k] for k in done} or None,
-                    before=_before_of(item, done),
+                    sent={
+                        k: item.set_attributes[k]
+                        for k in touched
+                        if k in item.set_attributes
+                    }
+                    or None,
+                    before=_before_of(item, touched),
                 )
             assert result is not None
             if call == self._pool.update:
@@ -492,13 +513,15 @@ class Executor:
         return not self._stop.is_set()
 
 
-def _before_of(item: WorkItem, done: tuple[str, ...]) -> dict[str, str | None] | None:
-    """The before-values of the attributes a partly done row did set.
+def _before_of(
+    item: WorkItem, touched: tuple[str, ...]
+) -> dict[str, str | None] | None:
+    """The before-values of the attributes a partly done row set or may have.
 
     Only those (and their verified flags, which Cognito resets with them): a
     rollback must not restore what the row never changed.
     """
-    if not done or item.before is None:
+    if not touched or item.before is None:
         return None
-    kept = {*done, *(FLAG_OF[name] for name in done if name in FLAG_OF)}
+    kept = {*touched, *(FLAG_OF[name] for name in touched if name in FLAG_OF)}
     return {name: value for name, value in item.before.items() if name in kept}

@@ -416,8 +416,12 @@ def _recorder(
     retry_failed: bool,
     retry_conflicts: bool = False,
 ) -> Callable[[Outcome], None]:
-    """Records each outcome, its row's attempts of earlier runs included."""
+    """Records each outcome, with what earlier runs did to its row: their
+    attempts, and the changes an earlier try made or may have made."""
     prior = ledger.prior_attempts(
+        retry_failed=retry_failed, retry_conflicts=retry_conflicts
+    )
+    values = ledger.earlier_values(
         retry_failed=retry_failed, retry_conflicts=retry_conflicts
     )
 
@@ -430,10 +434,48 @@ def _recorder(
                 progress.on_rows(1)
                 return
             outcome = replace(outcome, attempts=outcome.attempts + earlier)
+        done_before = values.get(outcome.row)
+        if done_before is not None:
+            outcome = with_earlier_changes(outcome, done_before)
         ledger.record(outcome)
         progress.on_rows(1)
 
     return on_outcome
+
+
+def with_earlier_changes(outcome: Outcome, earlier: Outcome) -> Outcome:
+    """``outcome`` of a row tried again, keeping what an earlier try changed.
+
+    The earliest before-value of each attribute wins (a later read sees the
+    earlier try's values). A row now found unchanged or updated had its
+    earlier writes applied: they count as this row's changes, so the report
+    says ``updated`` and a rollback undoes them.
+    """
+    before = {**(outcome.before or {}), **(earlier.before or {})}
+    sent = {**(earlier.sent or {}), **(outcome.sent or {})}
+    if outcome.status not in (Status.UPDATED, Status.UNCHANGED):
+        return replace(outcome, before=before, sent=sent or None)
+    changed = tuple(dict.fromkeys([*earlier.changed, *sent, *outcome.changed]))
+    # A name with a before-value but nothing sent was deleted (or is a
+    # verified flag Cognito reset with its attribute).
+    tried_deletes = [
+        name
+        for name in earlier.before or {}
+        if name not in sent and VERIFIED_FLAGS.get(name) not in sent
+    ]
+    deleted = tuple(dict.fromkeys([*earlier.deleted, *tried_deletes, *outcome.deleted]))
+    if not changed and not deleted and not before:
+        return outcome
+    return replace(
+        outcome,
+        status=Status.UPDATED,
+        changed=changed,
+        deleted=deleted,
+        sent=sent or None,
+        before=before,
+        error_code=None,
+        error_message=None,
+    )
 
 
 @runtime_checkable

@@ -3,7 +3,8 @@
 Every call this tool makes with IAM credentials is on one user pool, so each
 statement is scoped to that pool's ARN. The token API (``api = "token"``:
 UpdateUserAttributes with each user's access token) needs no IAM permission
-for its writes; its runs still read the pool's schema.
+for its writes; its runs still read the pool's schema and each user
+(AdminGetUser).
 """
 
 from __future__ import annotations

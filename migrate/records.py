@@ -202,8 +202,10 @@ class CallResult:
     error: CallError | None = None
     #: Where Cognito sent a verification code (masked, as returned), if it did.
     delivery: str | None = None
-    #: A read's answer: the user's attributes now, by name.
+    #: A read's answer: the user's attributes now, by name, and the username
+    #: Cognito knows the user by (the row's key may be an alias value).
     attributes: dict[str, str] | None = None
+    username: str | None = None
 
 
 JobKind = Literal["real", "sandbox", "rollback"]

@@ -16,7 +16,7 @@ import pytest
 from botocore.config import Config
 
 from migrate.checkpoint import Ledger
-from migrate.sandbox import EmulatedPool
+from migrate.sandbox import EmulatedPool, Reply
 from tests.cli.helpers import (
     SCHEMA,
     invoke,
@@ -367,7 +367,9 @@ def test_the_report_shows_each_changed_attribute_before_and_after() -> None:
         assert record["after"]["custom:tenant_id"] == "new-1"
 
 
-def test_a_token_run_reads_with_get_user_and_its_rollback_with_admin_get_user() -> None:
+def test_a_token_run_reads_the_whole_user_and_writes_with_the_token() -> None:
+    """Read with AdminGetUser: GetUser shows only what the app client may read,
+    and an attribute left out would pass for one the user does not have."""
     with EmulatedPool() as pool:
         pool_id = pool.seed(
             SCHEMA,
@@ -395,14 +397,15 @@ def test_a_token_run_reads_with_get_user_and_its_rollback_with_admin_get_user() 
             "--yes",
         )
         assert result.exit_code == 0, result.output
-        assert pool.calls["GetUser"] == 2
+        assert pool.calls["AdminGetUser"] == 2
+        assert pool.calls["GetUser"] == 0
         assert pool.calls["UpdateUserAttributes"] == 1  # b already had pro
         assert [r["status"] for r in read_report("report.csv")] == [
             "updated",
             "unchanged",
         ]
         assert _rollback(pool).exit_code == 0
-        assert pool.calls["AdminGetUser"] == 1
+        assert pool.calls["AdminGetUser"] == 3
         assert pool.user_attributes(pool_id, "a")["custom:plan"] == "basic"
 
 
@@ -423,3 +426,196 @@ def test_a_rollback_can_itself_be_rolled_back() -> None:
         )
         assert redo.exit_code == 0, redo.output
         assert _everyone(pool, pool_id, 4) == after_job
+
+
+# --- a write whose answer is lost, a resume, a rollback run again ------------------
+
+
+class _LosesAnswers(EmulatedPool):
+    """Applies every write, but loses the answer to ``lose``'s while armed."""
+
+    lose = "u1"
+    operation = "AdminUpdateUserAttributes"
+    armed = True
+
+    def perform(self, operation: str, request: Any) -> Any:
+        reply = super().perform(operation, request)
+        if (
+            self.armed
+            and operation == self.operation
+            and json.loads(request.body)["Username"] == self.lose
+        ):
+            return None  # applied; the connection closes without an answer
+        return reply
+
+
+def _tenants(pool: EmulatedPool, pool_id: str, n: int) -> dict[str, str | None]:
+    return {
+        f"u{i}": pool.user_attributes(pool_id, f"u{i}").get("custom:tenant_id")
+        for i in range(n)
+    }
+
+
+TENANT = '[attributes."custom:tenant_id"]\ncolumn = "tenant"\n'
+
+
+@pytest.mark.parametrize("resumed", [False, True], ids=["as-it-stopped", "resumed"])
+def test_a_write_applied_but_unanswered_is_still_undone(resumed: bool) -> None:
+    with _LosesAnswers() as pool:
+        pool_id = pool.seed(
+            SCHEMA,
+            [{"username": f"u{i}", "custom:tenant_id": f"old{i}"} for i in range(3)],
+        )
+        data = write("in.csv", "username,tenant\nu0,new0\nu1,new1\nu2,new2\n")
+        first = invoke(
+            "run",
+            data,
+            "-m",
+            mapping("m.toml", TENANT),
+            *real_run_args(pool.endpoint_url, pool_id),
+            "--max-attempts",
+            "1",
+            "--yes",
+        )
+        assert first.exit_code == 1
+        assert _tenants(pool, pool_id, 3) == {"u0": "new0", "u1": "new1", "u2": "new2"}
+        pool.armed = False
+        if resumed:
+            # The resume reads u1 at the target: its earlier try was applied.
+            resume = invoke("resume", "job.sqlite", "--report", "report.csv")
+            assert resume.exit_code == 0, resume.output
+            rows = read_report("report.csv")
+            assert rows[1]["status"] == "updated"
+            assert rows[1]["before:custom:tenant_id"] == "old1"
+        assert _rollback(pool).exit_code == 0
+        assert _tenants(pool, pool_id, 3) == {"u0": "old0", "u1": "old1", "u2": "old2"}
+
+
+def test_a_resumed_half_done_row_is_undone_whole() -> None:
+    """The update went through, the delete was refused; a resume deletes."""
+    with _LosesAnswers() as pool:
+        pool.armed = False
+        pool_id = pool.seed(
+            SCHEMA,
+            [{"username": "u0", "custom:tenant_id": "old0", "custom:legacy_flag": "1"}],
+        )
+        with_delete = mapping(
+            "m.toml", TENANT + '\n[delete]\nattributes = ["custom:legacy_flag"]\n'
+        )
+        data = write("in.csv", "username,tenant\nu0,new0\n")
+        pool.operation, pool.lose, pool.armed = "AdminDeleteUserAttributes", "u0", True
+        run_args = [*real_run_args(pool.endpoint_url, pool_id), "--yes"]
+        stopped = invoke(
+            "run", data, "-m", with_delete, *run_args, "--max-attempts", "1"
+        )
+        assert stopped.exit_code == 1
+        pool.armed = False
+        assert invoke("resume", "job.sqlite").exit_code == 0
+        assert _rollback(pool).exit_code == 0
+        user = pool.user_attributes(pool_id, "u0")
+        assert (user["custom:tenant_id"], user["custom:legacy_flag"]) == ("old0", "1")
+
+
+def test_a_rollback_run_again_after_a_lost_answer_is_done_not_a_conflict() -> None:
+    with _LosesAnswers() as pool:
+        pool.armed = False
+        pool_id = pool.seed(
+            SCHEMA,
+            [{"username": f"u{i}", "custom:tenant_id": f"old{i}"} for i in range(3)],
+        )
+        data = write("in.csv", "username,tenant\nu0,new0\nu1,new1\nu2,new2\n")
+        run_args = [*real_run_args(pool.endpoint_url, pool_id), "--yes"]
+        assert (
+            invoke("run", data, "-m", mapping("m.toml", TENANT), *run_args).exit_code
+            == 0
+        )
+        pool.armed = True
+        assert _rollback(pool, "--max-attempts", "1").exit_code == 1
+        pool.armed = False
+        again = _rollback(pool)
+        assert again.exit_code == 0, again.output
+        rows = read_report("job.sqlite.rollback.report.csv")
+        assert [r["status"] for r in rows] == ["updated", "updated", "updated"]
+        assert _tenants(pool, pool_id, 3) == {"u0": "old0", "u1": "old1", "u2": "old2"}
+
+
+def test_rows_keyed_by_an_email_the_job_changes_are_undone_by_username() -> None:
+    with EmulatedPool() as pool:
+        pool_id = pool.seed(
+            SCHEMA,
+            [
+                {
+                    "username": "u0",
+                    "email": "old@x.example",
+                    "email_verified": "true",
+                    "custom:tenant_id": "t0",
+                }
+            ],
+        )
+        before = pool.user_attributes(pool_id, "u0")
+        keyed = write(
+            "m.toml",
+            '[user]\ncolumn = "email"\nas = "email"\n\n[attributes.email]\n'
+            'column = "new_email"\n\n[attributes.email_verified]\nvalue = "true"\n\n'
+            + TENANT,
+        )
+        data = write(
+            "in.csv", "email,new_email,tenant\nold@x.example,new@x.example,t1\n"
+        )
+        run_args = [*real_run_args(pool.endpoint_url, pool_id), "--yes"]
+        assert invoke("run", data, "-m", keyed, *run_args).exit_code == 0
+        row = read_report("report.csv")[0]
+        assert (row["user"], row["username"]) == ("old@x.example", "u0")
+        assert _rollback(pool).exit_code == 0
+        assert pool.user_attributes(pool_id, "u0") == before
+
+
+class _PartialReads(EmulatedPool):
+    """Answers AdminGetUser 200 with less than a whole user."""
+
+    def __init__(self, answer: dict[str, Any]) -> None:
+        super().__init__()
+        self.answer = answer
+
+    def perform(self, operation: str, request: Any) -> Any:
+        if operation == "AdminGetUser":
+            return Reply.json(
+                {"Username": json.loads(request.body)["Username"], **self.answer}
+            )
+        return super().perform(operation, request)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {},
+        {"UserAttributes": [{"Name": "custom:tenant_id", "Value": "old0"}]},
+        {"UserAttributes": [{"Name": "sub", "Value": "s"}, {"Name": "custom:x"}]},
+    ],
+    ids=["no-attributes", "no-sub", "no-value"],
+)
+def test_a_read_answer_that_is_not_a_whole_user_sends_nothing(
+    answer: dict[str, Any],
+) -> None:
+    """Taken as a user without attributes, it would record no before-values
+    and a rollback would delete what it should restore."""
+    with _PartialReads(answer) as pool:
+        pool_id = pool.seed(SCHEMA, [{"username": "u0", "custom:tenant_id": "old0"}])
+        data = write("in.csv", "username,tenant\nu0,new0\n")
+        run_args = [*real_run_args(pool.endpoint_url, pool_id), "--yes"]
+        result = invoke(
+            "run",
+            data,
+            "-m",
+            mapping("m.toml", TENANT),
+            *run_args,
+            "--max-attempts",
+            "2",
+        )
+        assert result.exit_code == 1
+        row = read_report("report.csv")[0]
+        assert (row["status"], row["error_code"]) == (
+            "failed_retryable",
+            "MalformedResponse",
+        )
+        assert pool.calls["AdminUpdateUserAttributes"] == 0
