@@ -100,6 +100,14 @@ class Job:
             source=str(path),
             alias_attributes=self.alias_attributes,
             collect=self.source.collect,
+            signs_in_with=[
+                *((name, False) for name in self.schema.username_attributes),
+                *(
+                    # A verified email or phone alias; preferred_username always.
+                    (name, name != "preferred_username")
+                    for name in self.schema.alias_attributes
+                ),
+            ],
         )
         aligner = current.aligner()
         self._whole_file(also=aligner.add)
@@ -376,9 +384,7 @@ def execute(
             todo = _not_done(batch, done)
             if todo.is_empty():
                 continue
-            planned = planner.plan(
-                validator.validate(job.mapping.apply(todo)), dry_run=False
-            )
+            planned = planner.plan(validator.validate(job.mapped(todo)), dry_run=False)
             decided = report_frame(
                 planned, finished_at=now(), username_is_key=username_is_key
             )

@@ -173,10 +173,15 @@ class CurrentValues:
         source: str,
         alias_attributes: Sequence[str] = ALIAS_ATTRIBUTES,
         collect: Callable[[pl.LazyFrame], pl.DataFrame] | None = None,
+        signs_in_with: Sequence[tuple[str, bool]] = (),
     ) -> CurrentValues:
         """Index a snapshot (see migrate.snapshot) for one mapping's job.
 
-        Nothing is read yet: see ``aligned_to`` and ``users``.
+        ``signs_in_with``: for a job keyed by username, the attributes Cognito
+        also takes as a Username (aliases, sign-in attributes), each with
+        whether only a verified value counts; a key is looked up by them too,
+        as Cognito would find the user. Nothing is read yet: see
+        ``aligned_to`` and ``users``.
         """
         present = set(snapshot.collect_schema().names())
         touched = list(dict.fromkeys([*mapping.attributes, *mapping.delete]))
@@ -187,13 +192,33 @@ class CurrentValues:
                 return pl.col(name).alias(current_col(name))
             return pl.lit(None, dtype=pl.String).alias(current_col(name))
 
-        users = snapshot.select(
-            comparable_key(pl.col(key_column), mapping.user_as, case_sensitive).alias(
-                KEY
-            ),
-            pl.col("username").alias(USERNAME),
-            *(value(name) for name in touched),
-        ).filter(pl.col(KEY).is_not_null() & (pl.col(KEY) != ""))
+        def keyed_by(column: str, kind: str, where: pl.Expr) -> pl.LazyFrame:
+            return snapshot.filter(where).select(
+                comparable_key(pl.col(column), kind, case_sensitive).alias(KEY),
+                pl.col("username").alias(USERNAME),
+                *(value(name) for name in touched),
+            )
+
+        users = keyed_by(key_column, mapping.user_as, pl.lit(True))
+        other_keys = [
+            # The row's key is a username: its alias values are compared as
+            # the pool compares a Username.
+            keyed_by(
+                name,
+                mapping.user_as,
+                pl.col(f"{name}_verified") == "true"
+                if verified_only and f"{name}_verified" in present
+                else pl.lit(not verified_only),
+            )
+            for name, verified_only in signs_in_with
+            if mapping.user_as == "username" and name in present
+        ]
+        if other_keys:
+            # A user whose alias is its own username counts once.
+            users = pl.concat([users, *other_keys]).unique(
+                subset=[KEY, USERNAME], maintain_order=True
+            )
+        users = users.filter(pl.col(KEY).is_not_null() & (pl.col(KEY) != ""))
         aliases = {
             name: snapshot.select(
                 comparable(pl.col(name), name, case_sensitive).alias(KEY),

@@ -157,6 +157,7 @@ import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -362,7 +363,10 @@ def _cognito_operations() -> frozenset[str]:
 
 
 #: An operation implemented here: (pool, params) -> (response, username written).
-_Operation = Callable[["EmulatedPool", dict[str, Any]], tuple[dict[str, Any], str]]
+#: An operation answered here: its answer and the user it wrote (None: a read).
+_Operation = Callable[
+    ["EmulatedPool", dict[str, Any]], tuple[dict[str, Any], str | None]
+]
 
 
 class EmulatedPool:
@@ -727,9 +731,7 @@ class EmulatedPool:
                 if own is None:
                     body = request.body
                     # Reads find their user exactly as the writes do.
-                    if operation == "AdminGetUser":
-                        body = self._canonical_username(params)
-                    elif operation == "GetUser":
+                    if operation == "GetUser":
                         self._token_user(_required(params, "AccessToken"))
                     return _moto_answer(
                         self._account, self.region, request.target, body
@@ -752,15 +754,10 @@ class EmulatedPool:
             except Exception as exc:  # a moto bug must not kill the handler
                 log.exception("sandbox: %s failed", operation)
                 return Reply.error(500, "InternalErrorException", repr(exc))
-        with self._counters_lock:
-            self.writes[written] += 1
+        if written is not None:
+            with self._counters_lock:
+                self.writes[written] += 1
         return Reply.json(payload)
-
-    def _canonical_username(self, params: dict[str, Any]) -> bytes:
-        """The request body with Username resolved (alias, sub) for moto."""
-        pool = self._pool(_required(params, "UserPoolId"))
-        user = self._find_user(pool, _required(params, "Username"))
-        return json.dumps({**params, "Username": user.username}).encode()
 
     # --- the operations implemented here -------------------------------------
 
@@ -788,7 +785,23 @@ class EmulatedPool:
         self._delete(pool, user, _required(params, "UserAttributeNames"), admin=False)
         return {}, user.username
 
+    def _admin_get(self, params: dict[str, Any]) -> tuple[dict[str, Any], None]:
+        # Answered from moto's user here, not through moto's HTTP layer: the
+        # read before every write doubles a job's calls, and this is twice as
+        # fast. The user is found exactly as the writes find it.
+        pool = self._pool(_required(params, "UserPoolId"))
+        user = self._find_user(pool, _required(params, "Username"))
+        answer = user.to_json(extended=True, attributes_key="UserAttributes")
+        # Times as the JSON protocol sends them: seconds since the epoch; moto's
+        # UserPoolId is not part of Cognito's answer.
+        return {
+            key: value.timestamp() if isinstance(value, datetime) else value
+            for key, value in answer.items()
+            if key != "UserPoolId"
+        }, None
+
     _OWN_OPERATIONS: ClassVar[dict[str, _Operation]] = {
+        "AdminGetUser": _admin_get,
         "AdminUpdateUserAttributes": _admin_update,
         "UpdateUserAttributes": _token_update,
         "AdminDeleteUserAttributes": _admin_delete,
