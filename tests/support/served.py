@@ -61,7 +61,7 @@ def served_sandbox(
                 *(sys.executable, "-m", "tests.support.endpoint", "serve"),
                 *("--schema", str(schema), "--users", str(users)),
                 *("--port-file", str(port_file), "--latency", str(latency)),
-                *("--quota", "none", "--list-quota", "none"),
+                *("--quota", "none", "--list-quota", "none", "--read-quota", "none"),
             ],
             env=env,
             stdout=output,
