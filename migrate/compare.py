@@ -1,7 +1,7 @@
 """What a row still needs once the user's attributes are read (read before write).
 
-Every real run reads each user just before writing it (AdminGetUser, or GetUser
-with the row's token; a quota of their own, so the read costs no job time). The
+Every real run reads each user just before writing it (AdminGetUser; a quota of
+its own, so the read costs no job time). The
 read gives the exact values the write replaces: the row then sends only what
 differs, records those values as its before-values (what a rollback restores),
 and a rollback sends nothing where the attribute no longer holds what the job
@@ -59,6 +59,22 @@ def narrow(item: WorkItem, current: Mapping[str, str]) -> WorkItem:
         delete_attributes=deletes,
         before={name: current.get(name) for name in touched},
     )
+
+
+def left_by_writes(
+    before: Mapping[str, str | None], sent: Mapping[str, str]
+) -> dict[str, str | None]:
+    """What a row's writes left on each attribute it has a before-value of: the
+    value sent, or None where it deleted the attribute.
+
+    A verified flag recorded only because Cognito reset it with its email or
+    phone (see `narrow`) is left out: its value afterwards was Cognito's.
+    """
+    return {
+        name: sent.get(name)
+        for name in before
+        if name in sent or VERIFIED_FLAGS.get(name) not in sent
+    }
 
 
 def conflicts(

@@ -1088,7 +1088,7 @@ def prepare_rollback(
                 "nothing to roll back"
             )
         # Refused here, before any question, when there are no before-values.
-        next(rollback_items(original), None)
+        rollback_items(original)  # reads its first row only
         count = original.updated_count()
         stored = original.info()
     fingerprint = Fingerprint(

@@ -20,6 +20,7 @@ import polars as pl
 from migrate.aliases import KNOWN, WholeFile, whole_file
 from migrate.background import Background
 from migrate.checkpoint import Ledger
+from migrate.compare import left_by_writes
 from migrate.execution import ExecutionConfig, ExecutionStats, Executor, UserPoolClient
 from migrate.mapping import VERIFIED_FLAGS, Mapping, load_mapping
 from migrate.planning import ALIAS_ATTRIBUTES, CurrentValues, Planner, report_frame
@@ -462,12 +463,10 @@ def with_earlier_changes(outcome: Outcome, earlier: Outcome) -> Outcome:
     if outcome.status not in (Status.UPDATED, Status.UNCHANGED):
         return replace(outcome, before=before, sent=sent or None)
     changed = tuple(dict.fromkeys([*earlier.changed, *sent, *outcome.changed]))
-    # A name with a before-value but nothing sent was deleted (or is a
-    # verified flag Cognito reset with its attribute).
     tried_deletes = [
         name
-        for name in earlier.before or {}
-        if name not in sent and VERIFIED_FLAGS.get(name) not in sent
+        for name, left in left_by_writes(earlier.before or {}, sent).items()
+        if left is None
     ]
     deleted = tuple(dict.fromkeys([*earlier.deleted, *tried_deletes, *outcome.deleted]))
     if not changed and not deleted and not before:

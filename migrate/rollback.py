@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from migrate.checkpoint import Fingerprint, Ledger
+from migrate.compare import left_by_writes
 from migrate.errors import ConfigError
 from migrate.execution import ExecutionConfig, ExecutionStats, Executor, UserPoolClient
 from migrate.mapping import VERIFIED_FLAGS
@@ -68,14 +69,8 @@ def _inverse(
         remove = tuple(name for name, old in before.items() if old is None)
         if not restore and not remove:
             continue
-        # What the job left: the values it sent, no value where it deleted.
-        # A verified flag it did not send was reset by Cognito with its
-        # attribute: restored, but not a condition.
-        left = {
-            name: sent.get(name)
-            for name in before
-            if name in sent or VERIFIED_FLAGS.get(name) not in sent
-        }
+        # A flag Cognito reset is restored, but is not a condition.
+        left = left_by_writes(before, sent)
         yield WorkItem(
             row=row,
             user=username,
