@@ -821,12 +821,18 @@ def _drive(
     progress: Progress,
     work: Callable[[Progress], ExecutionStats],
 ) -> ExecutionStats:
-    """Run ``work`` with ``progress``; record in the ledger how the run ended."""
+    """Run ``work`` with ``progress``; record in the ledger how the run ended.
+
+    An interrupted run returns the counters its executor kept until then
+    (seen through the progress it started), so its summary counts its calls.
+    """
     stats: ExecutionStats | None = None
+    watched = _Watched(progress)
     try:
-        stats = work(progress)
+        stats = work(watched)
     except KeyboardInterrupt:
-        stats = ExecutionStats(interrupted=True)
+        stats = watched.stats or ExecutionStats()
+        stats.interrupted = True
     finally:
         progress.close()
         ledger.end_run(
@@ -835,6 +841,24 @@ def _drive(
             else ("aborted" if stats.stopped_by else "finished")
         )
     return stats
+
+
+class _Watched:
+    """A progress that also keeps the executor's counters it is shown."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+        self.stats: ExecutionStats | None = None
+
+    def on_start(self, stats: ExecutionStats | None, total: int | None) -> None:
+        self.stats = stats
+        self._progress.on_start(stats, total)
+
+    def on_rows(self, count: int) -> None:
+        self._progress.on_rows(count)
+
+    def close(self) -> None:
+        self._progress.close()
 
 
 # --- resume ------------------------------------------------------------------------
