@@ -532,3 +532,27 @@ def test_summary_rejects_unknown_status() -> None:
     frame = outcomes_to_frame(OUTCOMES[:1]).with_columns(status=pl.lit("weird"))
     with pytest.raises(ValueError, match="'weird' is not a valid Status"):
         Summary().add(frame)
+
+
+def test_summary_counts_each_name_of_every_list() -> None:
+    """Counted per distinct list: lists in any order and combination, empty and
+    null lists, and a name twice in one list all count as exploding them does."""
+    lists = [
+        ["a", "b"],
+        ["b", "a"],
+        [],
+        None,
+        ["a"],
+        ["c", "c"],
+        ["a", "b"],
+    ]
+    frame = outcomes_to_frame(OUTCOMES[:1])
+    batch = pl.concat([frame] * len(lists)).with_columns(
+        changed=pl.Series(lists, dtype=pl.List(pl.String)),
+        deleted=pl.Series([[]] * len(lists), dtype=pl.List(pl.String)),
+    )
+    summary = Summary()
+    summary.add(batch)
+    summary.add(batch.head(1))
+    assert dict(summary.changed) == {"a": 5, "b": 4, "c": 2}
+    assert not summary.deleted
