@@ -22,7 +22,7 @@ from typing import Any
 import boto3
 import polars as pl
 import pytest
-from botocore.awsrequest import AWSResponse
+from botocore.awsrequest import AWSResponse, HTTPHeaders
 from click.testing import CliRunner
 
 from migrate.cli import cli
@@ -64,7 +64,8 @@ def _answer(request: Any, **_: Any) -> AWSResponse:
     """Answer a request before it is sent: a user for a read, {} for a write."""
     target = request.headers.get("X-Amz-Target", b"")
     body = _USER if b"AdminGetUser" in target else b"{}"
-    headers = {"Content-Type": "application/x-amz-json-1.1"}
+    headers = HTTPHeaders()
+    headers["Content-Type"] = "application/x-amz-json-1.1"
     return AWSResponse(request.url, 200, headers, _Body(body))
 
 
@@ -81,9 +82,9 @@ def botocore_seconds(users: int) -> float:
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
-    client.meta.events.register("before-send", _answer)
+    client.meta.events.register("before-send", _answer)  # type: ignore[arg-type]
     pool = "us-east-1_floor"
-    update = [{"Name": "custom:tenant_id", "Value": "new"}]
+    update: list[Any] = [{"Name": "custom:tenant_id", "Value": "new"}]
     client.admin_get_user(UserPoolId=pool, Username="warm-up")
     start = time.perf_counter()
     for i in range(users):
