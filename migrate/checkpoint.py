@@ -7,10 +7,10 @@ process dies are simply absent, so a resume sends them again (updates are
 idempotent). Access tokens are never stored.
 
 Outcomes are recorded by one thread (the run's coordinator), which only queues
-them: a writer thread owned by the ledger encodes and commits them in batches,
-so SQLite's work runs beside the run instead of in its way. ``flush`` waits
-until everything recorded is committed. WAL mode lets ``status`` and ``report``
-read while a run writes.
+them: a writer thread owned by the ledger commits them in batches, each with
+one SQL statement (see _batch_insert), so SQLite's work runs beside the run
+instead of in its way. ``flush`` waits until everything recorded is
+committed. WAL mode lets ``status`` and ``report`` read while a run writes.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -54,6 +54,9 @@ COMMIT_INTERVAL = 0.5
 #: Batches queued for the writer before ``record`` waits for it: bounds memory
 #: if the disk is slower than the run.
 QUEUED_BATCHES = 8
+
+#: Beyond any row number: the end of a range of rows that has none.
+LAST_ROW = 2**62
 
 #: Statuses a resume does not send again.
 FINAL_STATUSES: frozenset[str] = frozenset(
@@ -584,23 +587,6 @@ class Ledger:
         self._hand_over()
         self._put((time.time(), frame))
 
-    def record_many(self, rows: Iterable[tuple[Any, ...]]) -> None:
-        """Queue outcome tuples (in _OUTCOME_COLUMNS order, see decided_rows)."""
-        frame = pl.DataFrame(list(rows), schema=_TUPLE_SCHEMA, orient="row")
-        if not frame.is_empty():
-            self._hand_over()
-            recorded = float(frame["recorded"][0])
-            self._put(
-                (
-                    recorded,
-                    frame.drop("recorded").with_columns(
-                        pl.col(name).str.json_decode(_NAMES)
-                        for name, kind in OUTCOME_COLUMNS.items()
-                        if kind == "names"
-                    ),
-                )
-            )
-
     def commit_due(self) -> None:
         """Hand pending outcomes to the writer once they are COMMIT_INTERVAL old.
 
@@ -784,6 +770,42 @@ class Ledger:
             (first_row, last_row),
         )
 
+    def outcome_frame(
+        self,
+        *,
+        first_row: int,
+        last_row: int = LAST_ROW,
+        values: bool = False,
+        limit: int | None = None,
+    ) -> pl.DataFrame:
+        """Stored outcomes of rows first_row..last_row (the first ``limit`` of
+        them), in row order, as a frame: what ``outcomes`` yields, as columns.
+
+        SQLite writes the rows as JSON lines in one step and polars reads
+        them (both without the GIL): a report of a million rows read them in
+        about 1.6 s instead of 3.8 s through Python row objects. json_object
+        keeps a NUL in a string (escaped), unlike the JSON input of a write.
+        """
+        columns = [*REPORT_COLUMNS, *(("before", "sent") if values else ())]
+        line = ", ".join(f"'{name}', {name}" for name in columns)
+        rows = "outcomes WHERE row BETWEEN ? AND ?"
+        if limit is not None:
+            # A subquery only where it is needed: it costs a third more.
+            rows = f"(SELECT * FROM {rows} ORDER BY row LIMIT {int(limit)})"
+        (text,) = (
+            self._settled()
+            .execute(
+                f"SELECT group_concat(json_object({line}), char(10)) FROM {rows}",
+                (first_row, last_row),
+            )
+            .fetchone()
+        )
+        schema = {name: _STORED_SCHEMA[name] for name in columns}
+        if text is None:
+            return pl.DataFrame(schema=schema)
+        # An aggregate's order is not promised by SQLite: sorted here.
+        return pl.read_ndjson(text.encode(), schema=schema).sort("row")
+
     def value_attributes(self) -> list[str]:
         """Attributes whose values the job recorded (before or sent), by name."""
         cursor = self._settled().execute(
@@ -931,8 +953,8 @@ _FRAME_SCHEMA: dict[str, pl.DataType] = {
     for name, kind in {**OUTCOME_COLUMNS, **LEDGER_ONLY_COLUMNS}.items()
     if name != "recorded"
 }
-#: record_many's tuples: every column, lists of names as JSON text.
-_TUPLE_SCHEMA: dict[str, pl.DataType] = {
+#: Every column as stored (outcome_frame): lists of names as JSON text.
+_STORED_SCHEMA: dict[str, pl.DataType] = {
     name: pl.String() if kind == "names" else _KINDS[kind]
     for name, kind in {**OUTCOME_COLUMNS, **LEDGER_ONLY_COLUMNS}.items()
 }
@@ -941,7 +963,6 @@ _DEFAULTS: dict[str, Any] = {
     "attempts": 0,
     **{name: [] for name, kind in OUTCOME_COLUMNS.items() if kind == "names"},
 }
-_NUL = "\x00"
 #: ``sent`` and ``before`` as compact JSON text.
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 #: Compact, and without the check for circular references: an outcome holds
@@ -954,7 +975,7 @@ _BATCH_ENCODER = json.JSONEncoder(
 
 #: (when recorded, outcomes): sent outcomes as JSON (see _encode_outcomes) or,
 #: holding a NUL or a lone surrogate, as Outcome objects; or a frame of outcome
-#: columns (record_frame, record_many), which the writer encodes. One time per
+#: columns (record_frame), which the writer encodes. One time per
 #: batch: ``recorded`` is at most a COMMIT_INTERVAL late.
 _Batch = tuple[float, str | list[Outcome] | pl.DataFrame]
 
@@ -1031,17 +1052,13 @@ def _encode_batch(frame: pl.DataFrame, recorded: float) -> tuple[str, list[Any]]
 
     SQLite's JSON functions cut a string at a NUL character (a NUL can come
     from the input file, as a user key): a batch holding one takes the exact
-    path, one row tuple per outcome (see _exact_rows).
+    path, one row tuple per outcome (see _exact_rows). Looked for in the JSON
+    text (one search), not in every column (measured: 0.25 s of a million
+    rows); an escaped backslash before "u0000" is taken for one too, and
+    stored by the exact path as well. Fixed values are parameters, which
+    SQLite stores whole.
     """
     frame = _complete(frame)
-    in_text = frame.select(pl.col(pl.String)).select(
-        pl.any_horizontal(pl.all().str.contains(_NUL, literal=True)).any()
-    )
-    in_names = frame.select(pl.col(_NAMES)).select(
-        pl.any_horizontal(pl.all().list.join("").str.contains(_NUL, literal=True)).any()
-    )
-    if in_text.item() or in_names.item():
-        return None
     counts = frame.select(pl.all().n_unique()).row(0, named=True)
     varying = tuple(name for name in _BATCH_FIELDS if counts[name] > 1 or name == "row")
     fixed = {
@@ -1057,6 +1074,8 @@ def _encode_batch(frame: pl.DataFrame, recorded: float) -> tuple[str, list[Any]]
         )
     ).to_series()
     text = f"[{rows.str.join(',').item()}]"
+    if "\\u0000" in text:
+        return None
     return _batch_insert(varying, tuple(fixed)), [text, recorded, *fixed.values()]
 
 
@@ -1109,23 +1128,6 @@ def _batch_insert(varying: tuple[str, ...], fixed: tuple[str, ...]) -> str:
         f"INSERT OR REPLACE INTO outcomes({', '.join(_OUTCOME_COLUMNS)}) "
         f"SELECT {', '.join(values)} FROM batch"
     )
-
-
-def decided_rows(columns: Mapping[str, Sequence[Any]]) -> Iterator[tuple[Any, ...]]:
-    """Ledger rows of outcomes decided without a call (invalid, skipped...).
-
-    ``columns`` holds report columns by name, one value per row (``row`` and
-    ``status`` at least); the others default to empty. A run records its
-    decided rows with record_frame; this is for callers with lists.
-    """
-    frame = pl.DataFrame(
-        {name: columns[name] for name in _BATCH_FIELDS if name in columns},
-        schema={name: _FRAME_SCHEMA[name] for name in _BATCH_FIELDS if name in columns},
-    )
-    frame = _complete(frame).with_columns(
-        *_names_json(), pl.lit(time.time()).alias("recorded")
-    )
-    return frame.select(_OUTCOME_COLUMNS).iter_rows()
 
 
 def _connect(path: Path) -> sqlite3.Connection:

@@ -500,47 +500,48 @@ def write_report(
 
     Rows the ledger does not hold (the job stopped first) are ``not_attempted``.
     ``only`` keeps just the rows whose status is in it.
+
+    Three steps overlap, as in a dry run: a thread reads the next batch and
+    its outcomes from the ledger (SQLite and polars, both without the GIL),
+    this one joins them, and the report is written a step behind.
     """
     progress = progress or NullProgress()
     summary = Summary(problems=ledger.problem_counts(), warnings=list(job.warnings))
     columns = job.report_input_columns
     values = ledger.value_attributes()
-    with ReportWriter(
-        report_path, input_columns=columns, value_attributes=values
-    ) as writer:
-        for batch in job.source.batches():
-            rows = batch.get_column(ROW)
-            first, last = int(rows.min()), int(rows.max())  # type: ignore[arg-type]
-            stored = _ledger_frame(
-                ledger.outcomes(first_row=first, last_row=last, values=bool(values)),
-                values,
-            )
+    # Settled here, in the thread that records: the reads below run beside.
+    ledger.flush()
+
+    def with_outcomes(batch: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+        rows = batch.get_column(ROW)
+        first, last = int(rows.min()), int(rows.max())  # type: ignore[arg-type]
+        stored = ledger.outcome_frame(
+            first_row=first, last_row=last, values=bool(values)
+        )
+        return batch, _ledger_frame(stored, values)
+
+    writer = _BackgroundWriter(
+        ReportWriter(report_path, input_columns=columns, value_attributes=values)
+    )
+    try:
+        for batch, stored in ordered_map(with_outcomes, job.source.batches(), 1):
             frame = _merge(batch, stored, job, values)
             summary.add(frame)
             if only is not None:
                 frame = frame.filter(pl.col("status").is_in(list(only)))
             writer.write(frame)
             progress.on_rows(batch.height)
+    except BaseException:
+        writer.abort()
+        raise
+    writer.close()
     return summary
 
 
-#: The report's columns as the ledger stores them: lists of names as JSON.
-_LEDGER_SCHEMA: dict[str, pl.DataType] = {
-    name: pl.String() if dtype == pl.List(pl.String()) else dtype
-    for name, dtype in REPORT_SCHEMA.items()
-}
-
-
-def _ledger_frame(
-    rows: Iterable[Sequence[object]], values: Sequence[str] = ()
-) -> pl.DataFrame:
-    """Stored outcomes as report columns; with ``values``, ``before`` and
-    ``after`` (the values sent; an attribute deleted or not set has none)."""
-    schema = dict(_LEDGER_SCHEMA)
-    if values:
-        schema.update(before=pl.String(), sent=pl.String())
-    # polars reads the sqlite3.Row sequences itself: no tuple per row here.
-    frame = pl.DataFrame(list(rows), schema=schema, orient="row")
+def _ledger_frame(frame: pl.DataFrame, values: Sequence[str] = ()) -> pl.DataFrame:
+    """Stored outcomes (Ledger.outcome_frame) as report columns; with
+    ``values``, ``before`` and ``after`` (the values sent; an attribute
+    deleted or not set has none)."""
     as_list = pl.List(pl.String)
     decoded = [
         pl.col("changed").str.json_decode(as_list),
@@ -623,8 +624,6 @@ def write_ledger_report(
 
 #: Rows of a report from the ledger alone read at a time.
 _REPORT_WINDOW = 50_000
-#: Beyond any row number: the last window's end.
-_LAST_ROW = 2**62
 
 
 def _ledger_report(
@@ -639,7 +638,9 @@ def _ledger_report(
     for expected in _expected_windows(rows, total_rows):
         last = int(expected["row"].max())  # type: ignore[arg-type]
         stored = _ledger_frame(
-            ledger.outcomes(first_row=done + 1, last_row=last, values=bool(values)),
+            ledger.outcome_frame(
+                first_row=done + 1, last_row=last, values=bool(values)
+            ),
             values,
         )
         yield _ledger_rows(expected, stored, values)
@@ -648,11 +649,13 @@ def _ledger_report(
     empty = pl.DataFrame(
         schema={"row": pl.Int64, "__key": pl.String, "__name": pl.String}
     )
-    outcomes = ledger.outcomes(
-        first_row=done + 1, last_row=_LAST_ROW, values=bool(values)
-    )
-    while window := list(itertools.islice(outcomes, _REPORT_WINDOW)):
+    while not (
+        window := ledger.outcome_frame(
+            first_row=done + 1, values=bool(values), limit=_REPORT_WINDOW
+        )
+    ).is_empty():
         yield _ledger_rows(empty, _ledger_frame(window, values), values)
+        done = int(window["row"].max())  # type: ignore[arg-type]
 
 
 def _expected_windows(

@@ -13,13 +13,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 
 from migrate.checkpoint import (
     LEDGER_VERSION,
     Fingerprint,
     Ledger,
-    decided_rows,
     make_fingerprint,
 )
 from migrate.errors import CheckpointError, FatalError
@@ -551,8 +551,8 @@ def test_the_outcome_columns_are_declared_once(tmp_path: Path) -> None:
 def test_outcomes_read_back_as_named_rows(tmp_path: Path) -> None:
     with Ledger.create(tmp_path / "j", FP) as ledger:
         ledger.record(outcome(3))
-        ledger.record_many(
-            decided_rows({"row": [4], "status": ["invalid"], "user": ["u4"]})
+        ledger.record_frame(
+            pl.DataFrame({"row": [4], "status": ["invalid"], "user": ["u4"]})
         )
         stored = list(ledger.outcomes(first_row=1, last_row=9))
     assert [dict(row) for row in stored] == [

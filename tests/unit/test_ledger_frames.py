@@ -14,7 +14,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from migrate.checkpoint import Fingerprint, Ledger, decided_rows
+from migrate.checkpoint import LAST_ROW, Fingerprint, Ledger
 from migrate.records import REPORT_COLUMNS, Outcome, Status
 
 FP = Fingerprint(input_sha256="a", mapping_sha256="b", pool="p", options="{}")
@@ -116,12 +116,65 @@ def test_frames_and_sent_outcomes_keep_their_order(tmp_path: Path) -> None:
         assert ledger.counts() == {"unchanged": 1, "updated": 1}
 
 
-def test_decided_rows_and_record_many_agree_with_record_frame(tmp_path: Path) -> None:
-    frame = decided(3, status=["invalid", "skipped", "unchanged"])
+def test_outcome_frame_reads_what_outcomes_reads(tmp_path: Path) -> None:
+    """The report's bulk read (JSON lines from SQLite) against the row reads,
+    on text that JSON escapes: quotes, a backslash, a NUL, control
+    characters, lines, non-ASCII; and on the values of a sent row."""
+    tricky: list[object] = [
+        "a\x00b",
+        'q"uote\\',
+        "line\nbreak\tand\x01",
+        "é漢🙂",
+        "\\u0000",
+    ]
+    with Ledger.create(tmp_path / "j", FP) as ledger:
+        ledger.record_frame(
+            decided(5, user=tricky, error_message=list(reversed(tricky)))
+        )
+        ledger.record(
+            Outcome(
+                row=6,
+                user="u6",
+                status=Status.UPDATED,
+                changed=("custom:plan",),
+                attempts=2,
+                sent={"custom:plan": "pro\x00"},
+                before={"custom:plan": None},
+            )
+        )
+        read = [
+            dict(row)
+            for row in ledger.outcomes(first_row=1, last_row=LAST_ROW, values=True)
+        ]
+        assert ledger.outcome_frame(first_row=1, values=True).to_dicts() == read
+        assert read[0]["user"] == "a\x00b"
+        assert read[4]["user"] == "\\u0000"
+        assert ledger.outcome_frame(first_row=2, last_row=3).to_dicts() == [
+            {name: row[name] for name in REPORT_COLUMNS} for row in read[1:3]
+        ]
+        window = ledger.outcome_frame(first_row=3, limit=2)
+        assert window["row"].to_list() == [3, 4]
+        empty = ledger.outcome_frame(first_row=7)
+        assert empty.is_empty()
+        assert empty.columns == list(REPORT_COLUMNS)
+
+
+def test_sent_outcomes_and_decided_frames_are_stored_alike(tmp_path: Path) -> None:
+    """One write path: an outcome recorded one by one and the same outcome in
+    a decided frame leave the same ledger row (but for ``recorded``)."""
+    frame = decided(2, status=["invalid", "skipped"], error_code=["bad", None])
     with Ledger.create(tmp_path / "a", FP) as ledger:
         ledger.record_frame(frame)
     with Ledger.create(tmp_path / "b", FP) as ledger:
-        ledger.record_many(
-            decided_rows({name: frame[name].to_list() for name in frame.columns})
-        )
+        for row in frame.to_dicts():
+            ledger.record(
+                Outcome(
+                    **{
+                        **row,
+                        "status": Status(row["status"]),
+                        "changed": tuple(row["changed"]),
+                        "deleted": tuple(row["deleted"]),
+                    }
+                )
+            )
     assert stored(tmp_path / "a") == stored(tmp_path / "b")
