@@ -66,8 +66,8 @@ class InstantPool:
 class NullLedger:
     """Stands in for Ledger with the methods execute uses; keeps nothing."""
 
-    def done_rows(self, *, retry_failed: bool = False) -> list[int]:
-        return []
+    def done_rows(self, *, retry_failed: bool = False) -> pl.Series:
+        return pl.Series("row", [], dtype=pl.Int64)
 
     def record(self, outcome: Outcome) -> None:
         pass

@@ -89,6 +89,18 @@ def test_outcomes_survive_reopen_and_done_rows_follow_the_rules(tmp_path: Path) 
         assert stored[0][:4] == (1, "u1", "u1", "updated")
 
 
+def test_done_rows_come_in_order_whatever_the_order_recorded(tmp_path: Path) -> None:
+    rows = [9, 3, 10_000_000_000, 1, 42, 7]
+    with Ledger.create(tmp_path / "job.sqlite", FP) as ledger:
+        assert ledger.done_rows().to_list() == []
+        for row in rows:
+            ledger.record(outcome(row, Status.UPDATED))
+        ledger.record(outcome(5, Status.FAILED_RETRYABLE))
+        done = ledger.done_rows()
+    assert done.dtype == pl.Int64
+    assert done.to_list() == sorted(rows)
+
+
 def test_a_later_outcome_replaces_an_earlier_one(tmp_path: Path) -> None:
     with Ledger.create(tmp_path / "j", FP) as ledger:
         ledger.record(outcome(7, Status.FAILED_RETRYABLE))
