@@ -183,3 +183,47 @@ def test_find_duplicates_and_the_diff_agree_on_blank_keys(tmp_path: Path) -> Non
         schema={ROW: pl.Int64, USER: pl.String},
     )
     assert len(find_duplicates(keys, user_as="username", case_sensitive=False)) == 0
+
+
+@pytest.mark.parametrize("on_disk", [False, True])
+def test_a_user_found_by_its_username_and_its_own_alias_is_one_match(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, on_disk: bool
+) -> None:
+    """Keyed by username, a key also finds users by a verified email alias:
+    a user whose alias is its own username is found once; a key that is one
+    user's username and another's alias finds two (ambiguous: no one)."""
+    if on_disk:
+        monkeypatch.setattr(spill, "PARTITION_ROWS", 2)
+        monkeypatch.setattr(spill, "FLUSH_ROWS", 1)
+        monkeypatch.setattr(spill, "CHUNK_ROWS", 1)
+        monkeypatch.setattr(spill, "BUCKET_ROWS", 1)
+    data = tmp_path / "in.csv"
+    data.write_text("username\na@x.com\nb@x.com\nbob\n")
+    (tmp_path / "m.toml").write_text(
+        '[user]\ncolumn = "username"\n[attributes."custom:tenant_id"]\nvalue = "t"\n'
+    )
+    mapping = load_mapping(tmp_path / "m.toml")
+    snapshot = pl.LazyFrame(
+        {
+            "username": ["a@x.com", "bob", "b@x.com"],
+            "email": ["a@x.com", "b@x.com", "c@x.com"],
+            "email_verified": ["true", "true", "true"],
+            "custom:tenant_id": ["ta", "tb", "tc"],
+        }
+    )
+    current = CurrentValues.from_snapshot(
+        snapshot,
+        mapping=mapping,
+        case_sensitive=False,
+        source="snap",
+        signs_in_with=[("email", True)],
+    )
+    source = open_source(data)
+    keys = source.scan().select(pl.col(ROW), pl.col("username").alias(USER))
+    aligned = current.aligned_to(keys, source.collect)
+    batch = pl.DataFrame({ROW: [1, 2, 3], USER: ["a@x.com", "b@x.com", "bob"]})
+    for values in (aligned, current):
+        found = values.attach(batch).sort(ROW)
+        assert found[MATCHES].to_list() == [1, 2, 1]
+        assert found[USERNAME].to_list() == ["a@x.com", None, "bob"]
+        assert found[current_col("custom:tenant_id")].to_list()[0] == "ta"
