@@ -26,8 +26,7 @@ from botocore.awsrequest import AWSResponse, HTTPHeaders
 from click.testing import CliRunner
 
 from migrate.cli import cli
-from tests.benchmarks.datagen import BENCH_COLUMNS, users_frame
-from tests.benchmarks.test_bench_diff import _snapshot
+from tests.benchmarks.test_bench_diff import TENANT_SHAPES, diff_inputs
 from tests.conftest import MAPPINGS, SAMPLES
 
 pytestmark = pytest.mark.benchmark
@@ -96,16 +95,9 @@ def botocore_seconds(users: int) -> float:
     return time.perf_counter() - start
 
 
-@pytest.mark.parametrize("shape", ["repeated", "distinct"])
+@pytest.mark.parametrize("shape", TENANT_SHAPES)
 def test_the_floor_of_a_990k_unchanged_diff_run(tmp_path: Path, shape: str) -> None:
-    users = users_frame(ROWS, seed=6).select(BENCH_COLUMNS)
-    if shape == "distinct":
-        users = users.with_columns(
-            pl.format("tenant-{}", pl.int_range(1, ROWS + 1)).alias("tenant")
-        )
-    data = tmp_path / "users.csv"
-    users.write_csv(data)
-    snap = _snapshot(users, tmp_path / "snap.parquet", unchanged=1 - CHANGED / ROWS)
+    _, data, snap = diff_inputs(tmp_path, shape, rows=ROWS, changed=CHANGED)
     start = time.perf_counter()
     result = CliRunner().invoke(
         cli,

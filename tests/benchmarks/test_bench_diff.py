@@ -161,6 +161,22 @@ def _cli(*args: str | Path) -> float:
     return seconds
 
 
+def diff_inputs(
+    folder: Path, shape: str, *, rows: int, changed: int
+) -> tuple[pl.DataFrame, Path, Path]:
+    """The users, their CSV file and a snapshot where all but ``changed``
+    already hold their new tenant (tenants of one of TENANT_SHAPES)."""
+    users = users_frame(rows, seed=6).select(BENCH_COLUMNS)
+    if shape == "distinct":
+        users = users.with_columns(
+            pl.format("tenant-{}", pl.int_range(1, rows + 1)).alias("tenant")
+        )
+    data = folder / "users.csv"
+    users.write_csv(data)
+    snap = _snapshot(users, folder / "snap.parquet", unchanged=1 - changed / rows)
+    return users, data, snap
+
+
 @pytest.mark.parametrize("shape", TENANT_SHAPES)
 def test_a_diff_run_of_990k_unchanged_rows_within_2x_its_dry_run(
     tmp_path: Path, shape: str
@@ -170,14 +186,7 @@ def test_a_diff_run_of_990k_unchanged_rows_within_2x_its_dry_run(
     decided without a call go to the ledger, 10,000 are sent, the report
     comes from the ledger. Against the diff's dry run of the same file."""
     rows, changed = 1_000_000, 10_000
-    users = users_frame(rows, seed=6).select(BENCH_COLUMNS)
-    if shape == "distinct":
-        users = users.with_columns(
-            pl.format("tenant-{}", pl.int_range(1, rows + 1)).alias("tenant")
-        )
-    data = tmp_path / "users.csv"
-    users.write_csv(data)
-    snap = _snapshot(users, tmp_path / "snap.parquet", unchanged=1 - changed / rows)
+    users, data, snap = diff_inputs(tmp_path, shape, rows=rows, changed=changed)
     # The pool holds the users the run changes (the others get no call).
     seeded = tmp_path / "pool-users.csv"
     users.tail(changed).select("username").write_csv(seeded)
