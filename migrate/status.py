@@ -8,6 +8,7 @@
       "job": "users.backfill.job.sqlite",   the job file
       "kind": "real",                       real | sandbox | rollback
       "input": "/abs/users.csv",            null for a rollback
+      "undoes": null,                       a rollback: the job file it undoes
       "pool_id": "us-east-1_XXXX",
       "running": true,                      a process holds the job now
       "holder": "process 4242",             null when not running
@@ -52,6 +53,8 @@ class JobStatus:
     job: Path
     kind: JobKind
     input: str | None
+    #: The job file a rollback undoes (None for other jobs).
+    undoes: str | None
     pool_id: str
     holder: str | None
     total_rows: int | None
@@ -91,6 +94,7 @@ class JobStatus:
             "job": str(self.job),
             "kind": self.kind,
             "input": self.input,
+            "undoes": self.undoes,
             "pool_id": self.pool_id,
             "running": self.running,
             "holder": self.holder,
@@ -139,6 +143,7 @@ def job_status(ledger: Ledger, *, now: Callable[[], float] = time.time) -> JobSt
         job=ledger.path,
         kind=spec.kind,
         input=spec.input_path,
+        undoes=spec.rollback_of,
         pool_id=spec.pool_id,
         holder=holder,
         total_rows=total,
@@ -160,7 +165,10 @@ def render(status: JobStatus) -> str:
     """The status as text for a person."""
     lines = [
         f"Job: {status.job}",
-        f"Input: {status.input or '?'}",
+        # A rollback has no input file: it undoes a job.
+        f"Undoes: {status.undoes}"
+        if status.undoes is not None
+        else f"Input: {status.input or '?'}",
         f"Pool: {status.pool_id}",
         f"Running: {'yes, ' + status.holder if status.holder else 'no'}",
     ]

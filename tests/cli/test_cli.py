@@ -714,6 +714,7 @@ def test_status_as_json_for_scripts(finished: Path) -> None:
         "job": str(finished),
         "kind": "real",
         "input": str((finished.parent / "in.csv").resolve()),
+        "undoes": None,
         "pool_id": "us-east-1_SAMPLE0001",
         "running": False,
         "holder": None,

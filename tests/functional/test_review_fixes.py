@@ -8,6 +8,7 @@ changed input; a stop while the report is written removes the older report.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -147,6 +148,18 @@ def test_a_rollback_report_and_status_agree_with_the_rollback_itself(
     assert read_report("again.csv") == ran
     status = invoke("status", "undo.sqlite")
     assert "Rows with a status: 3 of 3" in status.output
+    # It names the job it undoes, not an input it does not have.
+    undone = str(Path("job.sqlite").resolve())
+    assert status.output.splitlines()[:2] == ["Job: undo.sqlite", f"Undoes: {undone}"]
+    shown = json.loads(invoke("status", "undo.sqlite", "--json").output)
+    assert (shown["kind"], shown["input"], shown["undoes"]) == (
+        "rollback",
+        None,
+        undone,
+    )
+    plain = json.loads(invoke("status", "job.sqlite", "--json").output)
+    assert plain["undoes"] is None
+    assert "Undoes:" not in invoke("status", "job.sqlite").output
 
 
 def test_a_runs_own_report_does_not_pair_outcomes_with_a_changed_input(
