@@ -24,7 +24,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from migrate import __version__, jobs
+from migrate import __version__, interrupts, jobs
 from migrate.errors import FatalError, MigrateError, OptionsError, StoppedError
 from migrate.execution import (
     DEFAULT_CONCURRENCY,
@@ -408,7 +408,8 @@ def _interrupts(report_path: Path | None = None) -> Iterator[None]:
             "\nStopping: letting calls in flight finish (Ctrl-C again to stop now)",
             err=True,
         )
-        raise KeyboardInterrupt
+        # KeyboardInterrupt, held while a received outcome is being recorded.
+        interrupts.interrupt()
 
     previous = {
         sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)
@@ -994,7 +995,7 @@ def policy(
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
+    interrupts.interrupt()
 
 
 def main() -> None:

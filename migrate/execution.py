@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+from migrate import interrupts
 from migrate.compare import FLAG_OF, conflict_message, conflicts, narrow
 from migrate.errors import ConfigError, FatalError, RepeatedFailureError
 from migrate.ratelimit import AdaptiveRate, Clock, SystemClock, TokenBucket
@@ -206,12 +207,12 @@ class Executor:
                 if self._stop.is_set():
                     break
                 while submitted - delivered >= limit:
-                    self._deliver(self._next(results, on_idle), on_outcome)
+                    self._deliver_next(results, on_idle, on_outcome)
                     delivered += 1
                 executor.submit(task, item)
                 submitted += 1
             while delivered < submitted:
-                self._deliver(self._next(results, on_idle), on_outcome)
+                self._deliver_next(results, on_idle, on_outcome)
                 delivered += 1
         except BaseException as exc:
             failure = exc
@@ -240,21 +241,31 @@ class Executor:
                 self.stats.stopped_by = error
         self._stop.set()
 
-    @staticmethod
-    def _next(
+    def _deliver_next(
+        self,
         results: queue.SimpleQueue[Outcome | BaseException],
         on_idle: Callable[[], None],
-    ) -> Outcome:
-        """The next result; a worker's exception is raised here, in the coordinator."""
-        while True:
-            try:
-                result = results.get(timeout=_TICK)
-            except queue.Empty:
-                on_idle()
-                continue
-            if isinstance(result, BaseException):
-                raise result
-            return result
+        on_outcome: Callable[[Outcome], None],
+    ) -> None:
+        """Deliver the next result; a worker's exception is raised here.
+
+        A Ctrl-C is held from taking the result until it is delivered (see
+        migrate.interrupts): raised in between, it lost a received outcome,
+        and the resume found that user at the target with no before-values.
+        While waiting it takes effect within a tick.
+        """
+        with interrupts.shielded():
+            while True:
+                try:
+                    result = results.get(timeout=_TICK)
+                except queue.Empty:
+                    on_idle()
+                    interrupts.check()
+                    continue
+                if isinstance(result, BaseException):
+                    raise result
+                self._deliver(result, on_outcome)
+                return
 
     def _deliver(self, outcome: Outcome, on_outcome: Callable[[Outcome], None]) -> None:
         with self._lock:

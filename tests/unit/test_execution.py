@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from migrate import interrupts
 from migrate.errors import ConfigError
 from migrate.execution import ExecutionConfig, Executor
 from migrate.ratelimit import FakeClock
@@ -360,3 +361,77 @@ def test_without_writes_a_run_only_reads_and_compares() -> None:
     assert [got[1].status, got[2].status] == [Status.UNCHANGED, Status.WOULD_UPDATE]
     assert got[2].sent == {"custom:plan": "pro"}
     assert not pool.calls
+
+
+def test_a_stop_while_an_outcome_is_recorded_waits_until_it_is_recorded() -> None:
+    """A Ctrl-C that arrives while the coordinator records an outcome (the
+    signal handler calls interrupts.interrupt) is held until that outcome is
+    recorded: every call made has its outcome, the one being recorded too."""
+    pool = FakePool()
+    executor = Executor(
+        pool, ExecutionConfig(rate=1000.0, concurrency=4), clock=FakeClock()
+    )
+    recorded: list[Outcome] = []
+
+    def record(outcome: Outcome) -> None:
+        if len(recorded) == 9:
+            interrupts.interrupt()  # as the handler does, mid-record
+        recorded.append(outcome)
+
+    with pytest.raises(KeyboardInterrupt):
+        executor.run(items(1000), record)
+    assert executor.stats.interrupted
+    assert len(recorded) >= 10
+    assert set(pool.calls) <= {o.user for o in recorded}
+    assert len({o.row for o in recorded}) == len(recorded)
+
+
+def test_an_interrupt_outside_a_shield_is_at_once_and_inside_waits() -> None:
+    steps: list[str] = []
+
+    def held_to_the_end() -> None:
+        with interrupts.shielded():
+            interrupts.interrupt()
+            steps.append("after")
+
+    def raised_at_a_check() -> None:
+        with interrupts.shielded():
+            interrupts.interrupt()
+            interrupts.check()
+            steps.append("never")
+
+    def failing_anyway() -> None:
+        with interrupts.shielded():
+            interrupts.interrupt()
+            raise ValueError("the block's own failure")
+
+    with pytest.raises(KeyboardInterrupt):
+        interrupts.interrupt()
+    with pytest.raises(KeyboardInterrupt):
+        held_to_the_end()
+    assert steps == ["after"]
+    with pytest.raises(KeyboardInterrupt):
+        raised_at_a_check()
+    assert steps == ["after"]
+    # A block that fails anyway leaves nothing held for the next one.
+    with pytest.raises(ValueError, match="own failure"):
+        failing_anyway()
+    with interrupts.shielded():
+        steps.append("clean")
+    assert steps == ["after", "clean"]
+
+
+def test_a_shield_off_the_main_thread_holds_nothing() -> None:
+    raised: list[type[BaseException]] = []
+
+    def other() -> None:
+        try:
+            with interrupts.shielded():
+                interrupts.interrupt()
+        except KeyboardInterrupt as exc:
+            raised.append(type(exc))
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    thread.join()
+    assert raised == [KeyboardInterrupt]
