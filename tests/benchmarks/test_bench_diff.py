@@ -152,7 +152,7 @@ def test_80_percent_unchanged_sends_a_fifth_of_the_writes(tmp_path: Path) -> Non
 TENANT_SHAPES = ("repeated", "distinct")
 
 
-def _cli(*args: str | Path) -> float:
+def cli_seconds(*args: str | Path) -> float:
     """Seconds a cognito-migrate command takes (in this process)."""
     start = time.perf_counter()
     result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
@@ -193,7 +193,7 @@ def test_a_diff_run_of_990k_unchanged_rows_within_2x_its_dry_run(
     mapping = MAPPINGS / "backfill-tenant.toml"
     schema = SAMPLES / "pool-schema.json"
     common: list[str | Path] = [data, "-m", mapping, "--snapshot", snap, "--quiet"]
-    dry_seconds = _cli(
+    dry_seconds = cli_seconds(
         "run",
         *common,
         "--dry-run",
@@ -203,7 +203,7 @@ def test_a_diff_run_of_990k_unchanged_rows_within_2x_its_dry_run(
         tmp_path / "dry.csv",
     )
     with served_sandbox(seeded, latency=0.0) as (endpoint, pool_id):
-        run_seconds = _cli(
+        run_seconds = cli_seconds(
             "run",
             *common,
             "--diff",
@@ -255,7 +255,7 @@ def _calls_alone(tmp_path: Path, seeded: Path, endpoint: str, pool_id: str) -> f
     folder.mkdir()
     alone = folder / "users.csv"
     pl.read_csv(seeded).with_columns(pl.lit("again").alias("tenant")).write_csv(alone)
-    return _cli(
+    return cli_seconds(
         "run",
         alone,
         "-m",
